@@ -1,0 +1,188 @@
+"""Geometric sample operators: RandomExpand, RandomCrop, RandomFlip, Resize (PaddleDetection args).
+
+Boxes are ``gt_bbox`` xyxy pixels of the current image; every op moves them with the image.
+``RandomCrop`` draws all ``num_attempts`` candidate crops of a threshold at once and keeps the
+first valid one, which is what PaddleDetection's attempt loop returns.
+"""
+from numbers import Integral, Number
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..core.registry import register
+from .transforms import BaseOperator
+
+_BOX_FIELDS = ("gt_class", "gt_score", "is_crowd", "difficult")
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes a [N,4] and b [K,4] -> [N,K]."""
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(br - tl, axis=2) * (tl < br).all(axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-10)
+
+
+@register
+class RandomExpand(BaseOperator):
+    """With probability ``1 - prob`` (PaddleDetection's convention) place the image at a random
+    offset on a canvas ``ratio`` ~ U(1, ratio) times larger filled with ``fill_value`` (RGB);
+    boxes shift by the offset. The image becomes float32."""
+
+    def __init__(self, ratio: float = 4.0, prob: float = 0.5, fill_value=(127.5, 127.5, 127.5)):
+        if ratio <= 1.01:
+            raise ConfigError(f"RandomExpand: ratio must be > 1.01, got {ratio}")
+        if isinstance(fill_value, Number):
+            fill_value = (fill_value,) * 3
+        self.ratio, self.prob, self.fill_value = ratio, prob, tuple(float(v) for v in fill_value)
+
+    def apply(self, sample):
+        if np.random.uniform(0.0, 1.0) < self.prob:
+            return sample
+        im = sample["image"]
+        height, width = im.shape[:2]
+        ratio = np.random.uniform(1.0, self.ratio)
+        h, w = int(height * ratio), int(width * ratio)
+        if h <= height or w <= width:
+            return sample
+        y = np.random.randint(0, h - height)
+        x = np.random.randint(0, w - width)
+        sample["image"] = cv2.copyMakeBorder(im.astype(np.float32, copy=False), y, h - height - y,
+                                             x, w - width - x, cv2.BORDER_CONSTANT,
+                                             value=self.fill_value)
+        if "gt_bbox" in sample and len(sample["gt_bbox"]):
+            sample["gt_bbox"] = sample["gt_bbox"] + np.array([x, y, x, y], np.float32)
+        return sample
+
+
+@register
+class RandomCrop(BaseOperator):
+    """SSD-style crop: for thresholds in random order (plus 'no_crop' when allowed), sample up to
+    ``num_attempts`` crops of area scale ``scaling`` and aspect ``aspect_ratio``; accept the first
+    whose best IoU with a box >= threshold and which keeps a box centre. Boxes are clipped to the
+    crop; boxes whose centre falls outside are dropped with their class/score/crowd/difficult."""
+
+    def __init__(self, aspect_ratio=(0.5, 2.0), thresholds=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
+                 scaling=(0.3, 1.0), num_attempts: int = 50, allow_no_crop: bool = True,
+                 cover_all_box: bool = False, is_mask_crop: bool = False):
+        self.aspect_ratio = list(aspect_ratio) if aspect_ratio is not None else None
+        self.thresholds, self.scaling = list(thresholds), list(scaling)
+        self.num_attempts, self.allow_no_crop = num_attempts, allow_no_crop
+        self.cover_all_box, self.is_mask_crop = cover_all_box, is_mask_crop
+
+    def _candidates(self, h: int, w: int) -> np.ndarray:
+        """``num_attempts`` crops [K,4] int xyxy (rows of NaN where the aspect check fails)."""
+        k = self.num_attempts
+        scale = np.random.uniform(*self.scaling, size=k)
+        if self.aspect_ratio is not None:
+            lo = np.maximum(self.aspect_ratio[0], scale ** 2)
+            hi = np.minimum(self.aspect_ratio[1], scale ** -2)
+            ar = np.random.uniform(lo, hi)
+            h_scale, w_scale = scale / np.sqrt(ar), scale * np.sqrt(ar)
+            ok = np.ones(k, bool)
+        else:
+            h_scale, w_scale = np.random.uniform(*self.scaling, size=(2, k))
+            ratio = (h * h_scale) / (w * w_scale)
+            ok = (ratio >= 0.5) & (ratio <= 2.0)
+        crop_h = (h * h_scale).astype(np.int64)
+        crop_w = (w * w_scale).astype(np.int64)
+        y = (np.random.uniform(size=k) * np.maximum(h - crop_h, 1)).astype(np.int64)
+        x = (np.random.uniform(size=k) * np.maximum(w - crop_w, 1)).astype(np.int64)
+        crops = np.stack([x, y, x + crop_w, y + crop_h], 1).astype(np.float32)
+        crops[~ok] = np.nan
+        return crops
+
+    def apply(self, sample):
+        if "gt_bbox" not in sample or len(sample["gt_bbox"]) == 0:
+            return sample
+        h, w = sample["image"].shape[:2]
+        box = sample["gt_bbox"]
+        thresholds = list(self.thresholds) + (["no_crop"] if self.allow_no_crop else [])
+        np.random.shuffle(thresholds)
+        centers = (box[:, :2] + box[:, 2:]) / 2
+        for thresh in thresholds:
+            if thresh == "no_crop":
+                return sample
+            crops = self._candidates(h, w)                       # [K,4]
+            iou = iou_matrix(box, np.nan_to_num(crops))           # [N,K]
+            ok = ~np.isnan(crops[:, 0]) & (iou.max(0) >= thresh)
+            if self.cover_all_box:
+                ok &= iou.min(0) >= thresh
+            tl = np.maximum(box[:, None, :2], crops[None, :, :2])   # [N,K,2]
+            br = np.minimum(box[:, None, 2:], crops[None, :, 2:])
+            inside = ((crops[None, :, :2] <= centers[:, None]) & (centers[:, None] < crops[None, :, 2:])
+                      ).all(2) & (tl < br).all(2)                 # [N,K]
+            ok &= inside.any(0)
+            if not ok.any():
+                continue
+            k = int(np.argmax(ok))
+            x1, y1, x2, y2 = crops[k].astype(np.int64)
+            keep = np.flatnonzero(inside[:, k])
+            sample["image"] = sample["image"][y1:y2, x1:x2]
+            sample["gt_bbox"] = (np.concatenate([tl[keep, k], br[keep, k]], 1)
+                                 - np.array([x1, y1, x1, y1], np.float32)).astype(np.float32)
+            for key in _BOX_FIELDS:
+                if key in sample:
+                    sample[key] = sample[key][keep]
+            return sample
+        return sample
+
+
+@register
+class RandomFlip(BaseOperator):
+    """Mirror left-right with probability ``prob``: x -> width - x for boxes."""
+
+    def __init__(self, prob: float = 0.5):
+        if not isinstance(prob, float):
+            raise ConfigError(f"RandomFlip: prob must be a float, got {prob!r}")
+        self.prob = prob
+
+    def apply(self, sample):
+        if np.random.uniform(0, 1) < self.prob:
+            im = sample["image"]
+            width = im.shape[1]
+            sample["image"] = cv2.flip(im, 1) if im.ndim == 3 and im.shape[2] <= 4 else im[:, ::-1]
+            if "gt_bbox" in sample and len(sample["gt_bbox"]):
+                box = sample["gt_bbox"]
+                sample["gt_bbox"] = np.stack([width - box[:, 2], box[:, 1], width - box[:, 0],
+                                              box[:, 3]], 1).astype(box.dtype)
+            sample["flipped"] = True
+        return sample
+
+
+@register
+class Resize(BaseOperator):
+    """Resize to ``target_size`` (h, w) -- or, with ``keep_ratio``, by the largest scale fitting
+    min/max sides. Sets ``im_shape`` = new (h, w), multiplies ``scale_factor`` by (sy, sx); boxes
+    are scaled and clipped to the new image. The image becomes float32."""
+
+    def __init__(self, target_size, keep_ratio: bool, interp: int = cv2.INTER_LINEAR):
+        if isinstance(target_size, Integral):
+            target_size = [target_size, target_size]
+        if not isinstance(target_size, Sequence) or len(target_size) != 2:
+            raise ConfigError(f"Resize: target_size must be an int or [h, w], got {target_size!r}")
+        self.target_size, self.keep_ratio, self.interp = list(target_size), keep_ratio, int(interp)
+
+    def apply(self, sample):
+        im = sample["image"]
+        ih, iw = im.shape[:2]
+        if self.keep_ratio:
+            scale = min(min(self.target_size) / min(ih, iw), max(self.target_size) / max(ih, iw))
+            resize_h, resize_w, sy, sx = scale * ih, scale * iw, scale, scale
+        else:
+            resize_h, resize_w = self.target_size
+            sy, sx = resize_h / ih, resize_w / iw
+        sample["image"] = cv2.resize(im, None, None, fx=sx, fy=sy,
+                                     interpolation=self.interp).astype(np.float32, copy=False)
+        sample["im_shape"] = np.array([resize_h, resize_w], np.float32)
+        prev = sample.get("scale_factor", np.ones(2, np.float32))
+        sample["scale_factor"] = np.array([prev[0] * sy, prev[1] * sx], np.float32)
+        if "gt_bbox" in sample and len(sample["gt_bbox"]):
+            box = sample["gt_bbox"] * np.array([sx, sy, sx, sy], np.float32)
+            sample["gt_bbox"] = np.minimum(np.maximum(box, 0), np.array(
+                [resize_w, resize_h, resize_w, resize_h], np.float32)).astype(np.float32)
+        return sample

@@ -1,0 +1,2 @@
+"""Detection metrics."""
+from .coco_metric import COCOMetric, coco_eval

@@ -1,0 +1,2 @@
+"""Heads; importing this package registers them."""
+from .yolo_head import YOLOv3Head  # noqa: F401

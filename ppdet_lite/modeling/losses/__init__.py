@@ -1,0 +1,3 @@
+"""Losses; importing this package registers them."""
+from .iou_loss import IouAwareLoss, IouLoss  # noqa: F401
+from .yolo_loss import YOLOv3Loss  # noqa: F401

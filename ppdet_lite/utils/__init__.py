@@ -1,0 +1,1 @@
+"""Small helpers: logging, downloads, drawing."""

@@ -1,0 +1,32 @@
+"""Evaluate weights on EvalDataset: python tools/eval.py -c CONFIG -o weights=output/NAME/best_model"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
+from ppdet_lite.utils.cli import ArgsParser  # noqa: E402
+
+
+def main():
+    parser = ArgsParser(description=__doc__)
+    parser.add_argument("--output_eval", default=None, help="directory for bbox.json (default: save_dir/<config>)")
+    parser.add_argument("--classwise", action="store_true", help="print AP per class")
+    parser.add_argument("--bias", action="store_true", help="add 1 to box w/h (weights from before the dygraph era)")
+    args = parser.parse_args()
+
+    cfg = ppdet_lite.load_config(args.config, args.opt)
+    cfg.update(output_eval=args.output_eval, classwise=args.classwise, bias=1.0 if args.bias else 0.0)
+    from ppdet_lite.engine.trainer import Trainer
+
+    trainer = Trainer(cfg, mode="eval")
+    if not cfg.get("weights"):
+        raise SystemExit("no weights to evaluate: pass -o weights=<path to .pdparams>")
+    ppdet_lite.load_weights(trainer.model, cfg["weights"])
+    metrics = trainer.evaluate()
+    print(f"bbox mAP@[.5:.95] {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}")
+    for name, ap in (metrics.get("per_class") or {}).items():
+        print(f"  {name:<20s} AP {ap:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Train a detector: python tools/train.py -c configs/ppyolo_tiny_shapes.yml --eval"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
+from ppdet_lite.utils.cli import ArgsParser  # noqa: E402
+
+
+def main():
+    parser = ArgsParser(description=__doc__)
+    parser.add_argument("--eval", action="store_true", help="evaluate every snapshot_epoch and keep best_model")
+    parser.add_argument("-r", "--resume", default=None, help="checkpoint prefix to resume training from")
+    parser.add_argument("--seed", type=int, default=None, help="fix random seeds (reproducible runs)")
+    args = parser.parse_args()
+
+    cfg = ppdet_lite.load_config(args.config, args.opt)
+    from ppdet_lite.engine.trainer import Trainer
+
+    trainer = Trainer(cfg, mode="train", seed=args.seed)
+    if args.resume:
+        trainer.resume(args.resume)
+    metrics = trainer.train(validate=args.eval)
+    trainer.summarize(metrics, validate=args.eval)
+
+
+if __name__ == "__main__":
+    main()
