@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postprocess import split_results  # noqa: E402
 from preprocess import ImageLike, batch_inputs, build_ops, preprocess  # noqa: E402
 
 RUN_MODES = ("paddle", "trt_fp32", "trt_fp16", "trt_int8")
@@ -122,26 +123,6 @@ def load_predictor(model_dir: str, run_mode: str = "paddle", batch_size: int = 1
     config.enable_memory_optim()
     config.switch_use_feed_fetch_ops(False)
     return create_predictor(config), config
-
-
-def split_results(bbox: np.ndarray, bbox_num: np.ndarray, threshold: float) -> List[dict]:
-    """``bbox [M,6]``, ``bbox_num [N]`` -> N dicts ``{"boxes": [K,6]}`` keeping rows with
-    score > threshold and class >= 0 (NMS pads empty images with class -1 rows)."""
-    bbox = np.asarray(bbox, np.float32).reshape(-1, 6)
-    ends = np.cumsum(np.asarray(bbox_num, np.int64).reshape(-1))
-    out = []
-    for start, end in zip(np.concatenate([[0], ends[:-1]]), ends):
-        rows = bbox[start:end]
-        out.append({"boxes": rows[(rows[:, 1] > threshold) & (rows[:, 0] > -1)]})
-    return out
-
-
-def to_records(boxes: np.ndarray, labels: Sequence[str]) -> List[dict]:
-    """``[K,6]`` rows -> JSON-ready ``{"class_id", "class_name", "score", "bbox": [x1,y1,x2,y2]}``."""
-    cls = boxes[:, 0].astype(int).tolist()
-    return [{"class_id": c, "class_name": labels[c] if 0 <= c < len(labels) else str(c),
-             "score": float(s), "bbox": [float(v) for v in b]}
-            for c, s, b in zip(cls, boxes[:, 1].tolist(), boxes[:, 2:6].tolist())]
 
 
 class DetectorPredictor:

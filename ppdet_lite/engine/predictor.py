@@ -12,7 +12,7 @@ import paddle
 
 from ..core.config import load_config
 from ..core.errors import DatasetError
-from ..data.loader import build_transforms
+from ..data.loader import Compose, build_ops
 from ..utils.logger import get_logger
 from .checkpoint import load_weights
 from .trainer import build_dataset, set_device
@@ -62,7 +62,8 @@ class Detector:
         load_weights(self.model, weights)
         self.model.eval()
         ops = [op for op in self.cfg["TestReader"]["sample_transforms"] if "Decode" not in op]
-        self.transform = build_transforms(ops, where="TestReader.sample_transforms")
+        where = "TestReader.sample_transforms"
+        self.transform = Compose(build_ops(ops, int(self.cfg.get("num_classes", 80)), where), where)
         self.names = label_list(self.cfg)
         self.threshold = threshold
 

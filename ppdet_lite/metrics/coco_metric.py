@@ -23,7 +23,7 @@ def to_coco_results(bbox: np.ndarray, bbox_num: np.ndarray, im_ids: np.ndarray,
     for im_id, n in zip(np.asarray(im_ids).reshape(-1), np.asarray(bbox_num).reshape(-1)):
         rows = bbox[start:start + int(n)]
         start += int(n)
-        rows = rows[rows[:, 0] >= 0]  # the empty-result placeholder row has class -1
+        rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] > 0)]  # drop the empty-result placeholder row
         if len(rows) == 0:
             continue
         wh = rows[:, 4:6] - rows[:, 2:4] + bias

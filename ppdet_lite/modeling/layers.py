@@ -120,7 +120,11 @@ class SPP(nn.Layer):
 
 
 def add_coord(x: paddle.Tensor, data_format: str = "NCHW"):
-    """Coordinate maps gx, gy in [-1, 1], each [N,1,H,W] (NCHW) or [N,H,W,1] (NHWC)."""
+    """Coordinate maps gx, gy, each [N,1,H,W] (NCHW) or [N,H,W,1] (NHWC).
+
+    Values are i / (2·(size-1)) - 1, i.e. they span [-1, -0.5], not [-1, 1]: that is
+    PaddleDetection's formula, which its PP-YOLO checkpoints were trained with, so we keep it.
+    """
     b = paddle.shape(x)[0]
     h, w = (x.shape[2], x.shape[3]) if data_format == "NCHW" else (x.shape[1], x.shape[2])
     gx = paddle.cast(paddle.arange(w) / ((w - 1.) * 2.0) - 1., x.dtype)

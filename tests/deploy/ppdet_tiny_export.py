@@ -8,11 +8,14 @@ import zlib  # noqa: F401  (must precede paddle, see PPYOLO_REFERENCE §6)
 import argparse
 import os
 
-import numpy as np
+import sys
+
 import paddle
 import yaml
 
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import IMAGENET_MEAN, IMAGENET_STD, spread_scores  # noqa: E402
+
 TINY_ANCHORS = [[10, 15], [24, 36], [72, 42], [35, 87], [102, 96], [60, 170], [220, 125],
                 [128, 222], [264, 266]]
 
@@ -40,22 +43,6 @@ def build_ppdet_tiny(num_classes: int):
     return YOLOv3(backbone=backbone, neck=neck, yolo_head=head, post_process=post)
 
 
-def spread_scores(model, seed: int) -> None:
-    """Random BN statistics and head biases: a few dozen well-separated boxes instead of 100 ties."""
-    rng = np.random.RandomState(seed)
-    for name, p in model.state_dict().items():
-        if name.endswith("_variance"):
-            p.set_value(rng.uniform(0.5, 2.0, p.shape).astype("float32"))
-        elif name.endswith("_mean"):
-            p.set_value(rng.normal(0, 0.1, p.shape).astype("float32"))
-    nc = model.yolo_head.num_classes
-    for conv in model.yolo_head.yolo_outputs:  # channels per anchor: x, y, w, h, obj, classes
-        bias = rng.normal(0, 0.5, (3, 5 + nc))
-        bias[:, 4] = rng.normal(-2.0, 1.0, 3)
-        bias[:, 5:] = rng.normal(-4.0, 1.5, (3, nc))
-        conv.bias.set_value(bias.reshape(-1).astype("float32"))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out_dir")
@@ -66,7 +53,7 @@ def main() -> None:
     paddle.set_device("cpu")
     paddle.seed(args.seed)
     model = build_ppdet_tiny(args.num_classes)
-    spread_scores(model, args.seed)
+    spread_scores(model, args.size, args.seed)
     model.eval()
     spec = [{"image": paddle.static.InputSpec([None, 3, args.size, args.size], "float32", "image"),
              "im_shape": paddle.static.InputSpec([None, 2], "float32", "im_shape"),
@@ -74,7 +61,6 @@ def main() -> None:
     os.makedirs(args.out_dir, exist_ok=True)
     static = paddle.jit.to_static(model, input_spec=spec)
     paddle.jit.save(static, os.path.join(args.out_dir, "model"), input_spec=spec)
-    paddle.save(model.state_dict(), os.path.join(args.out_dir, "dygraph.pdparams"))
     infer_cfg = {
         "mode": "paddle", "draw_threshold": 0.5, "metric": "COCO", "use_dynamic_shape": False,
         "arch": "YOLO", "min_subgraph_size": 3,

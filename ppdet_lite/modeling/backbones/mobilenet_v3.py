@@ -33,7 +33,7 @@ _SMALL = [
     [5, 144, 48, True, "hard_swish", 1], [5, 288, 96, True, "hard_swish", 2],
     [5, 576, 96, True, "hard_swish", 1], [5, 576, 96, True, "hard_swish", 1],
 ]
-_ACTS = {None: lambda x: x, "relu": F.relu, "relu6": F.relu6, "hard_swish": F.hardswish}
+_ACTS = (None, "relu", "relu6", "hard_swish")
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int = None) -> int:
@@ -51,7 +51,7 @@ class ConvBNLayer(nn.Layer):
                  name=""):
         super().__init__()
         if act not in _ACTS:
-            raise ValueError(f"MobileNetV3 activation must be one of {list(_ACTS)}, got {act!r}")
+            raise ValueError(f"MobileNetV3 activation must be one of {_ACTS}, got {act!r}")
         self.act = act
         self.conv = nn.Conv2D(in_c, out_c, filter_size, stride=stride, padding=padding,
                               groups=num_groups, bias_attr=False,
@@ -67,7 +67,14 @@ class ConvBNLayer(nn.Layer):
                 p.stop_gradient = True
 
     def forward(self, x):
-        return _ACTS[self.act](self.bn(self.conv(x)))
+        x = self.bn(self.conv(x))
+        if self.act == "relu":
+            return F.relu(x)
+        if self.act == "relu6":
+            return F.relu6(x)
+        if self.act == "hard_swish":
+            return F.hardswish(x)
+        return x
 
 
 class SEModule(nn.Layer):
@@ -211,7 +218,8 @@ class MobileNetV3(nn.Layer):
     def forward(self, inputs: dict) -> List[paddle.Tensor]:
         x = self.conv1(inputs["image"])
         outs = []
-        for idx, block in enumerate(self.block_list + self.extra_block_list, start=2):
+        for i, block in enumerate(self.block_list + self.extra_block_list):
+            idx = i + 2  # block numbers start at 2 (the stem is conv1)
             x = block(x)
             if isinstance(x, list):  # SSD tap: keep the expand output, go on with the block output
                 outs.append(x[0])

@@ -1,0 +1,163 @@
+"""Convert an exported model dir to a Paddle Lite ``.nb`` (arm for phones, x86 to check on a PC).
+
+    python deploy/lite/convert.py --model_dir output_inference/ppyolo_tiny_650e_coco \
+        --valid_targets arm [--output_dir DIR] [--enable_fp16]
+
+Writes ``DIR/model.nb``, ``DIR/infer_cfg.json`` (infer_cfg.yml as JSON: preprocess, labels) and
+``DIR/det_runtime_config.json`` (PaddleDetection's Lite demo keys); DIR defaults to
+``<model_dir>/lite_<target>``. ``paddle_lite_opt`` comes from PATH, else from a Python 3.10 venv
+(paddlelite wheels stop at CPython 3.10) kept at ``~/.cache/ppdet_lite/lite-venv``, created on first
+use from pyenv's 3.10.13 or any ``python3.10`` with ``pip install paddlelite==2.13rc0 ...``.
+"""
+import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import List, Optional
+
+import yaml
+
+LITE_VENV = os.path.join(os.path.expanduser("~"), ".cache", "ppdet_lite", "lite-venv")
+LITE_PACKAGES = ["paddlelite==2.13rc0", "numpy==1.26.4", "opencv-python-headless==4.6.0.66"]
+# ops the Lite runtime has no kernel for on that target (measured; PPYOLO_REFERENCE §3, §6)
+LITE_BLOCKERS = {"x86": {"flatten_contiguous_range": "segfaults in the x86 runtime; use reshape",
+                         "flatten2": "segfaults in the x86 runtime; use reshape"},
+                 "arm": {}}
+
+
+class LiteUnavailable(RuntimeError):
+    """No paddle_lite_opt and no way to make the Python 3.10 venv that provides it."""
+
+
+def find_python310() -> Optional[str]:
+    """pyenv's 3.10.13 interpreter (the shim itself fails on this image), else python3.10 on PATH."""
+    candidates = []
+    try:
+        prefix = subprocess.run(["pyenv", "prefix", "3.10.13"], capture_output=True, text=True,
+                                timeout=30).stdout.strip()
+        if prefix:
+            candidates.append(os.path.join(prefix, "bin", "python3.10"))
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    if shutil.which("python3.10"):
+        candidates.append(shutil.which("python3.10"))
+    for exe in candidates:
+        try:
+            ok = subprocess.run([exe, "-c", "import sys; assert sys.version_info[:2] == (3, 10)"],
+                                capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return exe
+    return None
+
+
+def lite_venv(venv: str = LITE_VENV) -> str:
+    """Path of a venv with paddlelite (+ numpy, cv2) installed; created once, then reused."""
+    python = os.path.join(venv, "bin", "python")
+    probe = "import paddlelite.lite, numpy, cv2"
+    if os.path.isfile(python) and subprocess.run([python, "-c", probe],
+                                                 capture_output=True).returncode == 0:
+        return venv
+    py310 = find_python310()
+    if py310 is None:
+        raise LiteUnavailable(
+            "Paddle Lite needs Python 3.10 (paddlelite wheels exist only up to cp310) and none was "
+            "found: `pyenv prefix 3.10.13` failed and no working python3.10 is on PATH. Install "
+            "one (e.g. `pyenv install 3.10.13`), or put a paddle_lite_opt from "
+            f"`pip install {LITE_PACKAGES[0]}` (in a 3.10 env) on PATH.")
+    print(f"creating the Paddle Lite venv {venv} with {py310} ...", flush=True)
+    subprocess.run([py310, "-m", "venv", "--clear", venv], check=True)
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", *LITE_PACKAGES],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise LiteUnavailable(f"`pip install {' '.join(LITE_PACKAGES)}` failed in {venv}:\n"
+                              f"{pip.stderr[-2000:]}\nCheck the network/PyPI access and retry.")
+    return venv
+
+
+def find_opt(venv: str = LITE_VENV) -> List[str]:
+    """Command for ``paddle_lite_opt``: PATH first, else the cached/created 3.10 venv."""
+    if shutil.which("paddle_lite_opt"):
+        return [shutil.which("paddle_lite_opt")]
+    return [os.path.join(lite_venv(venv), "bin", "paddle_lite_opt")]
+
+
+def program_ops(pdmodel: str) -> set:
+    """Op types in a ProgramDesc ``.pdmodel`` (needs paddle, which this side has)."""
+    from paddle.base.proto import framework_pb2
+    desc = framework_pb2.ProgramDesc()
+    with open(pdmodel, "rb") as f:
+        desc.ParseFromString(f.read())
+    return {op.type for block in desc.blocks for op in block.ops}
+
+
+def runtime_config(output_dir: str, threshold: float, cpu_threads: int) -> dict:
+    """PaddleDetection's ``det_runtime_config.json`` keys for the C++ Lite demo."""
+    return {"model_dir_det": output_dir, "batch_size_det": 1, "threshold_det": threshold,
+            "image_file": "", "image_dir": "", "run_benchmark": False,
+            "cpu_threads": cpu_threads}
+
+
+def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str] = None,
+            enable_fp16: bool = False, threshold: float = 0.5, cpu_threads: int = 4,
+            venv: str = LITE_VENV) -> str:
+    """Run ``paddle_lite_opt`` on ``model_dir``; returns the output dir holding ``model.nb``."""
+    if valid_targets not in LITE_BLOCKERS:
+        raise ValueError(f"--valid_targets {valid_targets!r}: expected one of {sorted(LITE_BLOCKERS)}")
+    pdmodel, params = (os.path.join(model_dir, f"model.{ext}") for ext in ("pdmodel", "pdiparams"))
+    cfg_path = os.path.join(model_dir, "infer_cfg.yml")
+    for path in (pdmodel, params, cfg_path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} not found: --model_dir must be a dir written by "
+                                    "tools/export_model.py")
+    ops = program_ops(pdmodel)
+    blockers = {op: why for op, why in LITE_BLOCKERS[valid_targets].items() if op in ops}
+    if blockers:
+        raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
+                         f"{blockers}. Re-export with a model that avoids them.")
+    output_dir = output_dir or os.path.join(model_dir, f"lite_{valid_targets}")
+    os.makedirs(output_dir, exist_ok=True)
+    cmd = find_opt(venv) + [f"--model_file={pdmodel}", f"--param_file={params}",
+                            "--optimize_out_type=naive_buffer",
+                            f"--optimize_out={os.path.join(output_dir, 'model')}",
+                            f"--valid_targets={valid_targets}"]
+    if enable_fp16:
+        cmd.append("--enable_fp16=true")
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    nb = os.path.join(output_dir, "model.nb")
+    if run.returncode != 0 or not os.path.isfile(nb):
+        raise RuntimeError(f"paddle_lite_opt failed (exit {run.returncode}):\n"
+                           f"{(run.stdout + run.stderr)[-3000:]}")
+    with open(cfg_path) as f:
+        infer_cfg = yaml.safe_load(f)
+    with open(os.path.join(output_dir, "infer_cfg.json"), "w") as f:
+        json.dump(infer_cfg, f, indent=4)
+    with open(os.path.join(output_dir, "det_runtime_config.json"), "w") as f:
+        json.dump(runtime_config(output_dir, threshold, cpu_threads), f, indent=4)
+    print(f"{valid_targets} model: {nb} ({os.path.getsize(nb) / 2**20:.2f} MB)")
+    return output_dir
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model_dir", required=True, help="exported model dir (model.pdmodel, ...)")
+    ap.add_argument("--valid_targets", default="arm", choices=sorted(LITE_BLOCKERS))
+    ap.add_argument("--output_dir", help="default: <model_dir>/lite_<target>")
+    ap.add_argument("--enable_fp16", action="store_true", help="FP16 weights (arm v8.2+)")
+    ap.add_argument("--threshold", type=float, default=0.5, help="threshold_det in the runtime json")
+    ap.add_argument("--cpu_threads", type=int, default=4, help="cpu_threads in the runtime json")
+    ap.add_argument("--lite_venv", default=LITE_VENV, help="where the Python 3.10 venv lives")
+    args = ap.parse_args(argv)
+    try:
+        convert(args.model_dir, args.valid_targets, args.output_dir, args.enable_fp16,
+                args.threshold, args.cpu_threads, args.lite_venv)
+    except LiteUnavailable as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

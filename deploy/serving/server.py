@@ -1,0 +1,170 @@
+"""HTTP detection server (FastAPI on uvicorn) over an exported model dir.
+
+    python deploy/serving/server.py --model_dir output_inference/ppyolo_tiny_650e_coco \
+        [--host 127.0.0.1] [--port 8866] [--workers 2]
+
+Endpoints:
+  POST /predict   body = raw image bytes (JPEG/PNG/BMP), or multipart/form-data with a ``file``
+                  field; optional ``threshold`` (query or form field, 0..1).
+                  -> {"boxes": [{"class_id", "class_name", "score", "bbox": [x1, y1, x2, y2]}],
+                      "num_boxes", "image_size": [h, w], "threshold", "inference_ms"}
+  GET  /health    -> {"status": "ok", "workers", "idle_workers"}
+  GET  /metadata  -> model dir, arch, labels, input size, preprocess, limits
+Bad input (empty body, not an image, over --max_mb, bad threshold) -> 4xx {"detail": "..."}.
+
+The model is loaded once; ``--workers`` predictors (``clone()``s sharing its weights: a Paddle
+predictor is not thread-safe) serve requests from a queue, each in a worker thread.
+"""
+import zlib  # noqa: F401  (import before paddle: Paddle 2.6.2 breaks zlib otherwise)
+import argparse
+import contextlib
+import os
+import queue
+import sys
+import time
+from typing import Iterator, Optional
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from detector import DetectorPredictor  # noqa: E402
+from postprocess import to_records  # noqa: E402
+
+
+class PredictorPool:
+    """``size`` predictors over one loaded model; ``with pool.acquire() as det:`` blocks until one
+    is free, so at most ``size`` inferences run at once."""
+
+    def __init__(self, model_dir: str, size: int = 2, **predictor_kwargs):
+        first = DetectorPredictor(model_dir, **predictor_kwargs)
+        self.size = size
+        self.first = first
+        self.idle: "queue.Queue[DetectorPredictor]" = queue.Queue()
+        self.idle.put(first)
+        for _ in range(size - 1):
+            self.idle.put(first.clone())
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[DetectorPredictor]:
+        det = self.idle.get()
+        try:
+            yield det
+        finally:
+            self.idle.put(det)
+
+
+def parse_threshold(value: Optional[str], default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        t = float(value)
+    except ValueError:
+        raise HTTPException(400, f"threshold={value!r} is not a number; use a value in [0, 1]")
+    if not 0.0 <= t <= 1.0:
+        raise HTTPException(400, f"threshold={t} is outside [0, 1]")
+    return t
+
+
+async def read_limited(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refusing (413) past ``max_bytes`` without buffering the rest."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, f"body of {int(declared)} bytes exceeds the limit of {max_bytes} "
+                                 "bytes (server flag --max_mb)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(413, f"body exceeds the limit of {max_bytes} bytes "
+                                     "(server flag --max_mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(pool: PredictorPool, max_bytes: int = 10 << 20,
+               default_threshold: float = 0.5) -> FastAPI:
+    app = FastAPI(title="ppdet_lite detector", version="1.0")
+    cfg = pool.first.cfg
+
+    def infer(data: bytes, threshold: float) -> dict:
+        with pool.acquire() as det:
+            t = time.perf_counter()
+            try:
+                inputs = det.preprocess([data])
+            except ValueError as e:  # cv2 could not decode it
+                raise HTTPException(415, f"{e}; send a JPEG, PNG or BMP image")
+            boxes = det.postprocess(det.run(), threshold)[0]["boxes"]
+            ms = (time.perf_counter() - t) * 1000
+        h, w = (inputs["im_shape"][0] / inputs["scale_factor"][0]).round().astype(int).tolist()
+        return {"boxes": to_records(boxes, det.labels), "num_boxes": int(len(boxes)),
+                "image_size": [h, w], "threshold": threshold, "inference_ms": round(ms, 3)}
+
+    @app.post("/predict")
+    async def predict(request: Request, threshold: Optional[str] = None) -> dict:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            declared = request.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes + 65536:
+                raise HTTPException(413, f"upload of {declared} bytes exceeds the limit of "
+                                         f"{max_bytes} bytes (server flag --max_mb)")
+            form = await request.form()
+            upload = form.get("file") or form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise HTTPException(400, "multipart body has no file field named 'file' "
+                                         "(or 'image')")
+            data = await upload.read()
+            if len(data) > max_bytes:
+                raise HTTPException(413, f"file of {len(data)} bytes exceeds the limit of "
+                                         f"{max_bytes} bytes (server flag --max_mb)")
+            threshold = threshold or form.get("threshold")
+        else:
+            data = await read_limited(request, max_bytes)
+        if not data:
+            raise HTTPException(400, "empty body: POST the image bytes, or multipart/form-data "
+                                     "with a 'file' field")
+        return await run_in_threadpool(infer, data, parse_threshold(threshold, default_threshold))
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "workers": pool.size, "idle_workers": pool.idle.qsize()}
+
+    @app.get("/metadata")
+    def metadata() -> dict:
+        return {"model_dir": os.path.abspath(cfg.model_dir), "arch": cfg.arch,
+                "labels": cfg.label_list, "num_classes": len(cfg.label_list),
+                "input_size": cfg.input_size, "use_dynamic_shape": cfg.use_dynamic_shape,
+                "preprocess": cfg.preprocess, "default_threshold": default_threshold,
+                "max_bytes": max_bytes, "workers": pool.size,
+                "inputs": pool.first.input_names}
+
+    return app
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="HTTP detection server over an exported model dir")
+    ap.add_argument("--model_dir", required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    ap.add_argument("--port", type=int, default=8866)
+    ap.add_argument("--workers", "--pool_size", dest="workers", type=int, default=2,
+                    help="predictors serving requests concurrently (threads)")
+    ap.add_argument("--threshold", type=float, default=0.5, help="default score threshold")
+    ap.add_argument("--max_mb", type=float, default=10.0, help="largest accepted image, MB")
+    ap.add_argument("--device", default="CPU", type=str.upper, choices=["CPU", "GPU"])
+    ap.add_argument("--cpu_threads", type=int, default=1, help="math threads per predictor")
+    ap.add_argument("--enable_mkldnn", action="store_true")
+    args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers must be >= 1")
+    import uvicorn
+    pool = PredictorPool(args.model_dir, args.workers, device=args.device,
+                         cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
+                         threshold=args.threshold)
+    app = create_app(pool, int(args.max_mb * 2**20), args.threshold)
+    print(f"serving {args.model_dir} on http://{args.host}:{args.port} with {args.workers} "
+          "predictors", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""ImageFolder: images to run inference on (no annotations); ``anno_path`` only names the classes.
+
+``set_images([...])`` takes image files and/or folders (searched recursively for .jpg/.jpeg/
+.png/.bmp, sorted). Records are ``{im_id: [k], im_file}``; ``get_imid2path()`` maps back.
+``get_label_list()`` reads class names from ``anno_path``: a COCO json (its categories) or a
+text file with one name per line.
+"""
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..core.errors import DatasetError
+from ..core.registry import register
+from .coco import coco_categories, read_coco_json
+from .dataset import DetDataset
+from .voc import read_label_list
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def list_images(path: str) -> List[str]:
+    if os.path.isfile(path):
+        return [path] if path.lower().endswith(IMAGE_EXTS) else []
+    found = []
+    for root, _, files in sorted(os.walk(path, followlinks=True)):
+        found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)]
+    return found
+
+
+@register
+class ImageFolder(DetDataset):
+    def __init__(self, dataset_dir: Optional[str] = None, image_dir: Union[str, Sequence[str], None] = None,
+                 anno_path: Optional[str] = None, sample_num: int = -1, data_fields=("image",)):
+        super().__init__(dataset_dir, image_dir, anno_path, data_fields, sample_num)
+        self._imid2path: Dict[int, str] = {}
+
+    def get_anno(self) -> Optional[str]:
+        if self.anno_path is None:
+            return None
+        joined = os.path.join(self.dataset_dir, self.anno_path)  # a path outside dataset_dir works too
+        return joined if os.path.exists(joined) or not os.path.exists(self.anno_path) else self.anno_path
+
+    def get_label_list(self) -> Optional[List[str]]:
+        """Class names from ``anno_path`` (COCO json or label txt), or None without one."""
+        path = self.get_anno()
+        if path is None:
+            return None
+        if path.endswith(".json"):
+            return list(coco_categories(read_coco_json(path)).values())
+        return read_label_list(path, key="anno_path")
+
+    def _load_images(self) -> List[dict]:
+        dirs = self.image_dir if isinstance(self.image_dir, (list, tuple)) else [self.image_dir]
+        images = []
+        for d in dirs:
+            cand = d if os.path.exists(d) else os.path.join(self.dataset_dir, d)
+            if not os.path.exists(cand):
+                raise DatasetError(f"image path not found: {d}; pass existing files or folders")
+            images += list_images(cand)
+        if self.sample_num > 0:
+            images = images[:self.sample_num]
+        if not images:
+            raise DatasetError(f"no image ({'/'.join(IMAGE_EXTS)}) found in {dirs}")
+        self._imid2path = dict(enumerate(images))
+        return [{"im_id": np.array([k], np.int64), "im_file": p} for k, p in enumerate(images)]
+
+    def parse_dataset(self) -> None:
+        if not self.roidbs:
+            self.roidbs = self._load_images()
+
+    def set_images(self, images: Sequence[str]) -> None:
+        self.image_dir = list(images)
+        self.roidbs = self._load_images()
+
+    def get_imid2path(self) -> Dict[int, str]:
+        return self._imid2path

@@ -1,0 +1,185 @@
+"""build_dataloader: a PaddleDetection Train/Eval/TestReader dict + a dataset -> batches.
+
+Sample transforms run per sample inside ``dataset[i]``; batch transforms run on the list of a
+batch, then ``h``, ``w``, ``flipped`` are dropped and the rest is collated (stacked). Batches come
+from a ``paddle.io.DataLoader`` over a ``DistributedBatchSampler`` (each rank reads its share) as
+dicts of paddle Tensors: ``image`` [N,3,H,W] float32, ``im_shape`` / ``scale_factor`` [N,2],
+``im_id`` [N,1], ``gt_bbox`` [N,M,4], ``is_crowd`` [N,M], ``target{i}`` [N,na,6+nc,h_i,w_i], ...
+Randomness: each worker seeds numpy/random from (seed, epoch, worker id).
+"""
+import random
+from collections.abc import Mapping, Sequence
+from numbers import Number
+from typing import Any, Dict, List, Optional
+
+import cv2
+import numpy as np
+from paddle.io import DataLoader, DistributedBatchSampler
+
+from ..core.errors import ConfigError, DatasetError
+from ..core.registry import accepted_keys, create, lookup
+from .dataset import DetDataset
+
+READER_KEYS = {"sample_transforms", "batch_transforms", "batch_size", "shuffle", "drop_last",
+               "mixup_epoch", "cutmix_epoch", "mosaic_epoch", "use_shared_memory",
+               "collate_batch", "worker_num", "inputs_def", "fuse_normalize", "name"}
+DEFAULTS = {"train": dict(shuffle=True, drop_last=True), "eval": dict(shuffle=False, drop_last=False),
+            "test": dict(shuffle=False, drop_last=False)}
+DROPPED_KEYS = ("h", "w", "flipped")
+
+
+def build_ops(specs: Optional[List[dict]], num_classes: int, where: str) -> List[Any]:
+    """``[{Name: {kwargs}}, ...]`` -> op instances; ``num_classes`` goes to ops that take it."""
+    ops = []
+    for i, spec in enumerate(specs or []):
+        loc = f"{where}[{i}]"
+        if not isinstance(spec, Mapping) or len(spec) != 1:
+            raise ConfigError(f"{loc}: each transform must be a one-key mapping like "
+                              f"{{Decode: {{}}}}, got {spec!r}")
+        (name, kwargs), = spec.items()
+        keys = accepted_keys(lookup(name, loc))
+        extra = {"num_classes": num_classes} if keys and "num_classes" in keys else {}
+        ops.append(create(name, dict(kwargs or {}), where=loc, **extra))
+    return ops
+
+
+def _describe(sample) -> str:
+    s = sample[0] if isinstance(sample, list) and sample else sample
+    if isinstance(s, Mapping):
+        return str(s.get("im_file", f"im_id {np.asarray(s.get('im_id', '?')).reshape(-1)}"))
+    return "?"
+
+
+class Compose:
+    """Run ops in order; any failure becomes a DatasetError naming the op and the image."""
+
+    def __init__(self, ops: List[Any], where: str):
+        self.ops, self.where = ops, where
+
+    def __call__(self, sample):
+        name = _describe(sample)
+        for i, op in enumerate(self.ops):
+            try:
+                sample = op(sample)
+            except DatasetError:
+                raise
+            except Exception as e:
+                raise DatasetError(f"{self.where}[{i}] {type(op).__name__} failed on {name}: "
+                                   f"{type(e).__name__}: {e}") from e
+        return sample
+
+
+def collate(samples: List[dict], collate_batch: bool = True) -> Dict[str, Any]:
+    """Stack each key over the batch; with ``collate_batch=False`` gt_*/is_crowd/difficult stay
+    lists (per-image varying counts)."""
+    out = {}
+    for key in samples[0]:
+        vals = [s[key] for s in samples]
+        if not collate_batch and ("gt_" in key or key in ("is_crowd", "difficult")):
+            out[key] = vals
+        elif isinstance(vals[0], np.ndarray):
+            try:
+                out[key] = np.stack(vals)
+            except ValueError as e:
+                raise DatasetError(f"cannot batch {key!r}: shapes {[v.shape for v in vals]} differ; "
+                                   "add PadBox / a fixed Resize or set collate_batch: false") from e
+        elif isinstance(vals[0], Number):
+            out[key] = np.array(vals)
+        else:
+            out[key] = vals
+    return out
+
+
+class BatchCompose(Compose):
+    def __init__(self, ops: List[Any], where: str, collate_batch: bool = True):
+        super().__init__(ops, where)
+        self.collate_batch = collate_batch
+
+    def __call__(self, samples: List[dict]) -> Dict[str, Any]:
+        samples = super().__call__(list(samples))
+        for s in samples:
+            for key in DROPPED_KEYS:
+                s.pop(key, None)
+        return collate(samples, self.collate_batch)
+
+
+class DetLoader:
+    """Iterable over batches; ``set_epoch(e)`` reshuffles, reseeds and drives ``mixup_epoch``."""
+
+    def __init__(self, dataset: DetDataset, sample_ops: Compose, batch_ops: BatchCompose,
+                 batch_size: int, shuffle: bool, drop_last: bool, worker_num: int,
+                 use_shared_memory: bool, seed: Optional[int]):
+        self.dataset, self.worker_num = dataset, worker_num
+        self.seed = int(seed) if seed is not None else int(np.random.randint(0, 2 ** 31 - 1))
+        self.epoch = 0
+        self.batch_sampler = DistributedBatchSampler(dataset, batch_size=batch_size,
+                                                     shuffle=shuffle, drop_last=drop_last)
+        self.sample_ops, self.batch_ops = sample_ops, batch_ops
+        self.dataloader = DataLoader(dataset, batch_sampler=self.batch_sampler,
+                                     collate_fn=batch_ops, num_workers=worker_num,
+                                     use_shared_memory=use_shared_memory and worker_num > 0,
+                                     return_list=True, worker_init_fn=self._init_worker)
+
+    def _seed_for(self, worker_id: int) -> int:
+        return (self.seed * 1000003 + self.epoch * 7919 + worker_id) % (2 ** 32)
+
+    def _init_worker(self, worker_id: int) -> None:
+        np.random.seed(self._seed_for(worker_id))
+        random.seed(self._seed_for(worker_id))
+        cv2.setNumThreads(1)  # workers already run in parallel; avoid oversubscription
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` for the next pass (each pass otherwise advances it by one)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        self.dataset.set_epoch(self.epoch)
+        self.batch_sampler.set_epoch(self.epoch)
+        if self.worker_num == 0:
+            np.random.seed(self._seed_for(0))
+            random.seed(self._seed_for(0))
+        it = iter(self.dataloader)  # forks the workers, which read self.epoch
+        self.epoch += 1
+        return it
+
+
+def build_dataloader(reader_cfg: Dict[str, Any], dataset: DetDataset, num_classes: int,
+                     mode: str = "train", worker_num: Optional[int] = None, seed: Optional[int] = None,
+                     shuffle: Optional[bool] = None, batch_size: Optional[int] = None,
+                     drop_last: Optional[bool] = None) -> DetLoader:
+    """Build the loader for ``mode`` in train / eval / test from a reader dict (YAML keys).
+
+    Explicit arguments override the reader's keys. Parses the dataset (lazily, here)."""
+    mode = mode.lower()
+    if mode not in DEFAULTS:
+        raise ConfigError(f"build_dataloader: mode must be train, eval or test, got {mode!r}")
+    where = f"{mode.capitalize()}Reader"
+    cfg = dict(reader_cfg or {})
+    unknown = set(cfg) - READER_KEYS
+    if unknown:
+        import difflib
+        hints = {k: difflib.get_close_matches(k, READER_KEYS, 1) for k in unknown}
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (closest: {hints})")
+    shuffle = cfg.get("shuffle", DEFAULTS[mode]["shuffle"]) if shuffle is None else shuffle
+    drop_last = cfg.get("drop_last", DEFAULTS[mode]["drop_last"]) if drop_last is None else drop_last
+    batch_size = int(cfg.get("batch_size", 1) if batch_size is None else batch_size)
+    worker_num = int(cfg.get("worker_num", 0) if worker_num is None else worker_num)
+
+    dataset.check_or_download_dataset()
+    if dataset.roidbs is None:
+        dataset.parse_dataset()
+    sample_ops = Compose(build_ops(cfg.get("sample_transforms"), num_classes,
+                                   f"{where}.sample_transforms"), f"{where}.sample_transforms")
+    batch_ops = BatchCompose(build_ops(cfg.get("batch_transforms"), num_classes,
+                                       f"{where}.batch_transforms"), f"{where}.batch_transforms",
+                             collate_batch=cfg.get("collate_batch", True))
+    dataset.set_transform(sample_ops)
+    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1))
+    if len(dataset) < batch_size and drop_last:
+        raise DatasetError(f"{where}: the dataset has {len(dataset)} images, fewer than batch_size "
+                           f"{batch_size} with drop_last: lower batch_size or set drop_last: false")
+    return DetLoader(dataset, sample_ops, batch_ops, batch_size, shuffle, drop_last, worker_num,
+                     bool(cfg.get("use_shared_memory", False)), seed)

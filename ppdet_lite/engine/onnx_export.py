@@ -1,0 +1,135 @@
+"""Exported model dir → ONNX (paddle2onnx 1.3.1, opset ≤ 18), checked in onnxruntime.
+
+    onnx_path = export_onnx("output_inference/ppyolo_tiny")   # writes model.onnx beside model.pdmodel
+
+Graphs paddle2onnx cannot convert are refused before converting, naming the op and what to do:
+``deformable_conv`` (DCNv2 needs ONNX DeformConv, opset 19) and ``matrix_nms`` (no ONNX form).
+The check runs Paddle Inference and onnxruntime on one synthetic image and compares: the same set
+of ``bbox`` rows (NMS output order may differ) or allclose raw outputs.
+"""
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+__all__ = ["ONNX_BLOCKERS", "program_ops", "check_convertible", "export_onnx", "onnx_run",
+           "paddle_run", "match_boxes", "synthetic_inputs"]
+
+MAX_OPSET = 18
+ONNX_BLOCKERS = {
+    "deformable_conv": "DCNv2 needs ONNX DeformConv (opset 19) and paddle2onnx 1.3.1 stops at "
+                       "opset 18; export a model without DCN (backbone dcn_v2_stages: [])",
+    "deformable_conv_v1": "deformable conv has no ONNX form below opset 19; export a model "
+                          "without DCN (backbone dcn_v2_stages: [])",
+    "matrix_nms": "paddle2onnx has no MatrixNMS; export with `-o export.nms=False` (decoded "
+                  "boxes + scores, run NMS yourself) or switch the NMS to MultiClassNMS "
+                  "(`-o BBoxPostProcess.nms.name=MultiClassNMS`)",
+}
+
+
+def program_ops(pdmodel: str) -> set:
+    """Op types in a ProgramDesc ``.pdmodel``."""
+    from paddle.base.proto import framework_pb2
+    desc = framework_pb2.ProgramDesc()
+    with open(pdmodel, "rb") as f:
+        desc.ParseFromString(f.read())
+    return {op.type for block in desc.blocks for op in block.ops}
+
+
+def check_convertible(model_dir: str) -> None:
+    """ConfigError naming each op of ``model_dir/model.pdmodel`` that ONNX export cannot take."""
+    pdmodel = os.path.join(model_dir, "model.pdmodel")
+    if not os.path.isfile(pdmodel):
+        raise ConfigError(f"{pdmodel} not found: export the model first (tools/export_model.py)")
+    bad = sorted(set(ONNX_BLOCKERS) & program_ops(pdmodel))
+    if bad:
+        raise ConfigError(f"{pdmodel} cannot be converted to ONNX: " +
+                          "; ".join(f"op {op!r}: {ONNX_BLOCKERS[op]}" for op in bad))
+
+
+def synthetic_inputs(model_dir: str, seed: int = 0) -> Dict[str, np.ndarray]:
+    """One smooth random image at the model's input size (320 if dynamic), with im_shape and a
+    scale_factor of 1 (boxes in input pixels)."""
+    import yaml
+    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
+        cfg = yaml.safe_load(f)
+    size = [320, 320]
+    for op in cfg.get("Preprocess", []):
+        if op.get("type") == "Resize":
+            t = op["target_size"]
+            size = [t, t] if isinstance(t, int) else list(t)
+    rng = np.random.RandomState(seed)
+    low = rng.normal(0, 1, (1, 3, 8, 8)).astype("float32")
+    image = np.kron(low, np.ones((1, 1, -(-size[0] // 8), -(-size[1] // 8)), "float32"))
+    image = image[:, :, :size[0], :size[1]] + rng.normal(0, 0.3, (1, 3, *size)).astype("float32")
+    return {"image": np.ascontiguousarray(image),
+            "im_shape": np.array([size], "float32"), "scale_factor": np.ones((1, 2), "float32")}
+
+
+def paddle_run(model_dir: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Outputs of Paddle Inference (CPU, default passes) on ``inputs``."""
+    from paddle.inference import Config, create_predictor
+    config = Config(os.path.join(model_dir, "model.pdmodel"),
+                    os.path.join(model_dir, "model.pdiparams"))
+    config.disable_gpu()
+    config.disable_glog_info()
+    predictor = create_predictor(config)
+    for name in predictor.get_input_names():
+        predictor.get_input_handle(name).copy_from_cpu(inputs[name])
+    predictor.run()
+    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
+
+
+def onnx_run(onnx_path: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Outputs of onnxruntime (CPU) on ``inputs`` (only the names the graph takes are fed)."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    return sess.run(None, {i.name: inputs[i.name] for i in sess.get_inputs()})
+
+
+def match_boxes(a: np.ndarray, b: np.ndarray, score_tol: float = 1e-4,
+                box_tol: float = 1e-2) -> int:
+    """How many rows of ``a [M,6]`` have a row of ``b`` with the same class, a score within
+    ``score_tol`` and coords within ``box_tol`` pixels; row order is ignored (all pairs)."""
+    a, b = np.asarray(a, np.float32).reshape(-1, 6), np.asarray(b, np.float32).reshape(-1, 6)
+    if not len(a) or not len(b):
+        return 0
+    diff = np.abs(a[:, None, :] - b[None, :, :])
+    close = (diff[..., 0] == 0) & (diff[..., 1] <= score_tol) & (diff[..., 2:].max(-1) <= box_tol)
+    return int(close.any(1).sum())
+
+
+def export_onnx(model_dir: str, save_file: Optional[str] = None, opset_version: int = 11,
+                check: bool = True) -> str:
+    """Convert ``model_dir`` to ONNX (default ``model_dir/model.onnx``); with ``check``, run it in
+    onnxruntime beside Paddle Inference and raise if the outputs disagree. Returns the path."""
+    if not 7 <= opset_version <= MAX_OPSET:
+        raise ConfigError(f"--opset_version {opset_version}: paddle2onnx 1.3.1 supports 7..{MAX_OPSET}")
+    check_convertible(model_dir)
+    import paddle2onnx
+    save_file = save_file or os.path.join(model_dir, "model.onnx")
+    paddle2onnx.export(os.path.join(model_dir, "model.pdmodel"),
+                       os.path.join(model_dir, "model.pdiparams"), save_file,
+                       opset_version=opset_version, auto_upgrade_opset=True, verbose=False,
+                       enable_onnx_checker=True)
+    if check:
+        inputs = synthetic_inputs(model_dir)
+        ref, got = paddle_run(model_dir, inputs), onnx_run(save_file, inputs)
+        if ref[0].ndim == 2 and ref[0].shape[-1] == 6:  # NMS output: compare as sets
+            n = int(np.asarray(ref[1]).sum()) if len(ref) > 1 else len(ref[0])
+            ref_rows, got_rows = ref[0][:n], got[0][:int(np.asarray(got[1]).sum())]
+            matched = match_boxes(ref_rows, got_rows)
+            ok = matched == len(ref_rows) == len(got_rows)
+            detail = f"{matched}/{len(ref_rows)} Paddle boxes matched, onnx has {len(got_rows)}"
+        else:
+            err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got))
+            ok, detail = err < 1e-3, f"max abs diff {err:.2e}"
+        if not ok:
+            raise RuntimeError(f"{save_file}: onnxruntime disagrees with Paddle Inference: {detail}")
+        logger.info(f"onnx check: {detail}")
+    return save_file

@@ -1,0 +1,198 @@
+"""YOLO post-process: decode (``YOLOBox``), NMS (``MultiClassNMS`` / ``MatrixNMS``) and
+``BBoxPostProcess`` that chains them.
+
+Export notes: only Paddle's ``yolo_box``, ``multiclass_nms3`` / ``matrix_nms`` ops are used;
+constants are built with shape [1] (Paddle Lite rejects 0-D ``fill_constant``); reshape, never
+flatten.
+
+Empty results (as PaddleDetection's ``BBoxPostProcess.get_pred``): an image without detections
+gets one dummy row ``[0, 0, 0, 0, 1, 1]`` (class 0, score 0, box (0,0)-(1,1)) and its bbox_num
+is 1, so every output has a valid shape. The score 0 sits below any sane threshold.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import paddle
+import paddle.nn.functional as F
+from paddle.common_ops_import import LayerHelper
+
+from ..core.registry import register
+
+__all__ = ["iou_aware_rescore", "YOLOBox", "MultiClassNMS", "MatrixNMS", "BBoxPostProcess",
+           "pad_empty_images"]
+
+
+def _de_sigmoid(x: paddle.Tensor, eps: float = 1e-7) -> paddle.Tensor:
+    """Logit of a probability, clipped to [eps, 1/eps] on the way (no 0-D constants)."""
+    x = paddle.clip(x, eps, 1. / eps)
+    x = paddle.clip(paddle.reciprocal(x) - 1., eps, 1. / eps)
+    return -paddle.log(x)
+
+
+def iou_aware_rescore(out: paddle.Tensor, na: int, factor: float) -> paddle.Tensor:
+    """[N, na·(6+nc), H, W] IoU-aware map → [N, na·(5+nc), H, W] with objectness logits replaced by
+    logit(σ(obj)^(1-factor) · σ(iou)^factor)."""
+    ioup, x = out[:, :na], out[:, na:]
+    x5 = x.reshape([0, na, x.shape[1] // na, -1])  # [N, na, no, H*W]
+    ioup = F.sigmoid(ioup.reshape([0, na, 1, -1]))
+    obj = F.sigmoid(x5[:, :, 4:5])
+    obj = _de_sigmoid(paddle.pow(obj, 1. - factor) * paddle.pow(ioup, factor))
+    y = paddle.concat([x5[:, :, :4], obj, x5[:, :, 5:]], axis=2)
+    # keep C static (yolo_box checks it); H, W come from the graph when the export leaves them free
+    hw = [d if d > 0 else paddle.shape(x)[i:i + 1] for i, d in ((2, x.shape[2]), (3, x.shape[3]))]
+    return y.reshape([0, x.shape[1]] + hw)
+
+
+@register
+class YOLOBox:
+    """``yolo_box`` per level. Returns boxes [N, M, 4] xyxy in original-image pixels (clipped to
+    the image when ``clip_bbox``) and scores [N, nc, M] (σ(obj)·σ(cls), zero under conf_thresh).
+    Level i uses stride downsample_ratio / 2**i.
+    """
+
+    def __init__(self, num_classes: int = 80, conf_thresh: float = 0.005,
+                 downsample_ratio: int = 32, clip_bbox: bool = True, scale_x_y: float = 1.):
+        self.num_classes = num_classes
+        self.conf_thresh = conf_thresh
+        self.downsample_ratio = downsample_ratio
+        self.clip_bbox = clip_bbox
+        self.scale_x_y = scale_x_y
+
+    def __call__(self, yolo_head_out: List[paddle.Tensor], anchors: Sequence[Sequence[int]],
+                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor, var_weight=None):
+        origin_shape = paddle.cast(im_shape / scale_factor, "int32")
+        boxes, scores = [], []
+        for i, out in enumerate(yolo_head_out):
+            b, s = paddle.vision.ops.yolo_box(
+                out, origin_shape, anchors[i], self.num_classes, self.conf_thresh,
+                self.downsample_ratio // 2 ** i, self.clip_bbox, scale_x_y=self.scale_x_y)
+            boxes.append(b)
+            scores.append(paddle.transpose(s, [0, 2, 1]))
+        return paddle.concat(boxes, axis=1), paddle.concat(scores, axis=2)
+
+
+@register
+class MultiClassNMS:
+    """Per-class greedy NMS (``multiclass_nms3`` op).
+
+    ``__call__(bboxes [N,M,4], scores [N,nc,M])`` → (out [K,6] rows (class, score, x1,y1,x2,y2)
+    grouped by image, bbox_num [N] int32, index [K,1] or None).
+    """
+
+    def __init__(self, score_threshold: float = .05, nms_top_k: int = -1, keep_top_k: int = 100,
+                 nms_threshold: float = .5, normalized: bool = True, nms_eta: float = 1.0,
+                 background_label: int = -1, return_index: bool = False,
+                 return_rois_num: bool = True, trt: bool = False):
+        self.score_threshold = score_threshold
+        self.nms_top_k = nms_top_k
+        self.keep_top_k = keep_top_k
+        self.nms_threshold = nms_threshold
+        self.normalized = normalized
+        self.nms_eta = nms_eta
+        self.background_label = background_label
+        self.return_index = return_index
+        self.return_rois_num = return_rois_num
+        self.trt = trt
+
+    def __call__(self, bboxes, score, background_label: Optional[int] = None):
+        bg = self.background_label if background_label is None else background_label
+        attrs = dict(score_threshold=self.score_threshold, nms_top_k=self.nms_top_k,
+                     keep_top_k=self.keep_top_k, nms_threshold=self.nms_threshold,
+                     normalized=self.normalized, nms_eta=self.nms_eta, background_label=bg)
+        if paddle.in_dynamic_mode():
+            out, index, num = paddle._C_ops.multiclass_nms3(bboxes, score, None, *attrs.values())
+        else:
+            helper = LayerHelper("multiclass_nms3")
+            out = helper.create_variable_for_type_inference(dtype=bboxes.dtype)
+            index = helper.create_variable_for_type_inference(dtype="int32")
+            num = helper.create_variable_for_type_inference(dtype="int32")
+            helper.append_op(type="multiclass_nms3", inputs={"BBoxes": bboxes, "Scores": score},
+                             outputs={"Out": out, "Index": index, "NmsRoisNum": num},
+                             attrs=attrs)
+        out.stop_gradient = index.stop_gradient = True
+        return out, num, index if self.return_index else None
+
+
+@register
+class MatrixNMS:
+    """Matrix NMS (SOLOv2; ``matrix_nms`` op), scores decayed linearly or with a Gaussian.
+
+    ``__call__(bboxes [N,M,4], scores [N,nc,M])`` → (out [K,6], bbox_num [N] int32, index [K,1]).
+    """
+
+    def __init__(self, score_threshold: float = .05, post_threshold: float = .05,
+                 nms_top_k: int = -1, keep_top_k: int = 100, use_gaussian: bool = False,
+                 gaussian_sigma: float = 2., normalized: bool = False, background_label: int = 0):
+        self.score_threshold = score_threshold
+        self.post_threshold = post_threshold
+        self.nms_top_k = nms_top_k
+        self.keep_top_k = keep_top_k
+        self.use_gaussian = use_gaussian
+        self.gaussian_sigma = gaussian_sigma
+        self.normalized = normalized
+        self.background_label = background_label
+
+    def __call__(self, bboxes, score, *args):
+        out, num, index = paddle.vision.ops.matrix_nms(
+            bboxes, score, self.score_threshold, self.post_threshold, self.nms_top_k,
+            self.keep_top_k, use_gaussian=self.use_gaussian, gaussian_sigma=self.gaussian_sigma,
+            background_label=self.background_label, normalized=self.normalized,
+            return_index=True, return_rois_num=True)
+        return out, num, index
+
+
+def pad_empty_images(bbox: paddle.Tensor, bbox_num: paddle.Tensor):
+    """Give every image with no detection one dummy row [0, 0, 0, 0, 1, 1] (see module doc).
+
+    bbox [K,6] grouped by image, bbox_num [N] int32 → ([K+E, 6], [N]) with E empty images.
+    Vectorized (sort by image) so it also holds in an exported graph.
+    """
+    n = paddle.shape(bbox_num)[0:1]  # [1] tensors: no 0-D constants in the graph
+    k = paddle.shape(bbox)[0:1]
+    num = paddle.cast(bbox_num, "int64")
+    zero = paddle.zeros([1], "int64")
+    empty = paddle.cast(num == zero, "int64")
+    # rows of concat([bbox, one dummy per image]); never empty, even when bbox is [0, 6]
+    k64, stride = paddle.cast(k, "int64"), paddle.cast(k + 1, "int64")
+    rows = paddle.arange(0, k[0] + n[0], dtype="int64")
+    is_dummy = paddle.cast(rows >= k64, "int64")
+    img_of_real = paddle.sum(paddle.cast(
+        rows.reshape([-1, 1]) >= paddle.cumsum(num).reshape([1, -1]), "int64"), axis=1)
+    img_of_dummy = rows - k64
+    imgs = paddle.arange(0, n[0], dtype="int64")
+    dummy_used = paddle.sum(paddle.cast(img_of_dummy.reshape([-1, 1]) == imgs.reshape([1, -1]),
+                                        "int64") * empty.reshape([1, -1]), axis=1)
+    # sort key: image i's rows → 2i·stride + row, its dummy → (2i+1)·stride, unused dummies last
+    key_real = img_of_real * 2 * stride + rows
+    key_dummy = (img_of_dummy * 2 + 1) * stride + (is_dummy - dummy_used) * stride * (n * 2 + 2)
+    key = key_real * (is_dummy * -1 + 1) + key_dummy * is_dummy
+    dummy = paddle.tile(paddle.to_tensor([[0., 0., 0., 0., 1., 1.]], dtype=bbox.dtype),
+                        paddle.concat([n, paddle.ones([1], "int32")]))
+    order = paddle.slice(paddle.argsort(key), [0], [0],
+                         k + paddle.cast(paddle.sum(empty), k.dtype).reshape([1]))
+    out = paddle.gather(paddle.concat([bbox, dummy]), order)
+    return out, paddle.cast(num + empty, bbox_num.dtype)
+
+
+@register
+class BBoxPostProcess:
+    """decode → NMS. ``__call__(head_out, anchors, im_shape [N,2], scale_factor [N,2])`` →
+    (bbox [M,6] (class, score, x1,y1,x2,y2 in original-image pixels), bbox_num [N] int32,
+    nms index or None). Images without detections get a dummy row (see module doc).
+    """
+
+    def __init__(self, num_classes: int = 80, decode=None, nms=None, export_onnx: bool = False,
+                 export_eb: bool = False):
+        self.num_classes = num_classes
+        self.decode = decode
+        self.nms = nms
+        self.export_onnx = export_onnx
+        self.export_eb = export_eb
+
+    def __call__(self, head_out, anchors, im_shape, scale_factor):
+        if self.nms is None:
+            bbox, bbox_num = self.decode(head_out, anchors, im_shape, scale_factor)
+            return bbox, bbox_num, None
+        boxes, scores = self.decode(head_out, anchors, im_shape, scale_factor)
+        bbox, bbox_num, index = self.nms(boxes, scores)
+        bbox, bbox_num = pad_empty_images(bbox, bbox_num)
+        return bbox, bbox_num, index

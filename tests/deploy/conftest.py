@@ -1,0 +1,101 @@
+"""Session fixtures for the deploy tests: test images, PaddleDetection's own Tiny exported by
+PaddleDetection's classes (in a subprocess: ppdet keeps global state), and ours exported by
+``ppdet_lite.engine.export`` together with its dygraph outputs."""
+import zlib  # noqa: F401  (before paddle)
+import importlib.util
+import os
+import sys
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import PYTHON, REPO, calibration_image, run, spread_scores  # noqa: E402
+
+SIZE = 192  # network input of the test models (Tiny exports at 320; small keeps tests fast)
+LABELS = [f"class{i}" for i in range(80)]
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("deploy")
+
+
+@pytest.fixture(scope="session")
+def image_files(work):
+    """Two lossless test images of different sizes (PNG: decoded pixels equal the arrays)."""
+    paths = []
+    for seed, (h, w) in enumerate([(240, 320), (200, 300)]):
+        path = str(work / f"img{seed}.png")
+        cv2.imwrite(path, calibration_image(h, w, seed)[:, :, ::-1])
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def ppdet_tiny(work):
+    """PaddleDetection 2.6.0's PP-YOLO Tiny (80 classes, fixed 192 input) as a deploy model dir."""
+    if importlib.util.find_spec("ppdet") is None:
+        pytest.skip("PaddleDetection (ppdet) is not installed: it is the reference exporter")
+    out = str(work / "ppdet_tiny")
+    run([PYTHON, "tests/deploy/ppdet_tiny_export.py", out, "--size", str(SIZE)])
+    return out
+
+
+def our_tiny_cfg(extra=()):
+    import ppdet_lite
+    return ppdet_lite.load_config(os.path.join(REPO, "configs", "ppyolo_tiny.yml"),
+                                  [f"TestReader.inputs_def.image_shape=[3,{SIZE},{SIZE}]",
+                                   "use_gpu=False", *extra])
+
+
+def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
+    """Build our Tiny, give it box-producing weights, run it in dygraph on ``image_files`` at each
+    input size in ``sizes`` (deploy preprocessing), then export; -> namespace(dir, dygraph)."""
+    import paddle
+
+    import ppdet_lite
+    from ppdet_lite.engine.export import export_model, image_shape_of, preprocess_list
+    sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
+    from preprocess import batch_inputs, build_ops, preprocess
+
+    cfg = our_tiny_cfg(extra)
+    cfg["filename"] = name
+    paddle.seed(0)
+    model = ppdet_lite.build_model(cfg)
+    spread_scores(model, SIZE)
+    dygraph = {}
+    for size in sizes:
+        shape = [None, 3, size, size]
+        ops = build_ops(preprocess_list(cfg, shape))
+        for path in image_files:
+            im, info = preprocess(path, ops)
+            inputs = batch_inputs([im], [info])
+            with paddle.no_grad():
+                out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
+            dygraph[(size, path)] = {k: v.numpy() for k, v in out.items()}
+    assert image_shape_of(cfg)[2] in (SIZE, -1)
+    model_dir = export_model(cfg, str(work / "ours"), model=model, labels=LABELS)
+    return SimpleNamespace(dir=model_dir, dygraph=dygraph, cfg=cfg)
+
+
+@pytest.fixture(scope="session")
+def ours_tiny(work, image_files):
+    """Our PP-YOLO Tiny, fixed 192 input, full post-process: dir + dygraph outputs per image."""
+    return export_ours(work, "ours_tiny", image_files)
+
+
+@pytest.fixture(scope="session")
+def run_boxes():
+    """``run_boxes(model_dir, image, threshold)`` -> [K,6] from the deploy DetectorPredictor."""
+    sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
+    from detector import DetectorPredictor
+    cache = {}
+
+    def boxes(model_dir, image, threshold=0.0):
+        if model_dir not in cache:
+            cache[model_dir] = DetectorPredictor(model_dir)
+        return cache[model_dir].predict([image], threshold)[0]["boxes"]
+    return boxes

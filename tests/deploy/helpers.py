@@ -1,0 +1,98 @@
+"""Shared pieces of the deploy tests: a test image, weights that give boxes, box comparison."""
+import zlib  # noqa: F401  (before paddle)
+import os
+import socket
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = sys.executable
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def calibration_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    """HWC RGB uint8: coloured rectangles on a smooth random background (the tests' image too;
+    a flat background would give many positions exactly equal scores)."""
+    rng = np.random.RandomState(seed)
+    im = cv2.resize(rng.randint(0, 120, (6, 8, 3)).astype(np.uint8), (w, h),
+                    interpolation=cv2.INTER_CUBIC)
+    for _ in range(6):
+        x1, y1 = rng.randint(0, w - 40), rng.randint(0, h - 40)
+        x2, y2 = x1 + rng.randint(20, 120), y1 + rng.randint(20, 100)
+        cv2.rectangle(im, (x1, y1), (x2, y2), tuple(int(c) for c in rng.randint(80, 255, 3)), -1)
+    return im
+
+
+def spread_scores(model, size: int, seed: int = 0) -> None:
+    """Random BN statistics, then rescale each head output channel so that, on the calibration
+    image, logits sit low with a short tail: scores spread over (0.005, 0.5) for a few classes.
+    Works on PaddleDetection's YOLOv3 and ours alike (same attribute names)."""
+    import paddle
+    rng = np.random.RandomState(seed)
+    for name, p in model.state_dict().items():
+        if name.endswith("_variance"):
+            p.set_value(rng.uniform(0.5, 2.0, p.shape).astype("float32"))
+        elif name.endswith("_mean"):
+            p.set_value(rng.normal(0, 0.1, p.shape).astype("float32"))
+    model.eval()
+    im = normalized(calibration_image(), size)
+    with paddle.no_grad():
+        feats = model.neck(model.backbone({"image": paddle.to_tensor(im)}))
+    nc = model.yolo_head.num_classes
+    for conv, feat in zip(model.yolo_head.yolo_outputs, feats):
+        with paddle.no_grad():
+            out = conv(feat).numpy()[0].reshape(3, 5 + nc, -1)  # per anchor: x, y, w, h, obj, cls
+        # logit' = median_target + (logit - median) * gain, mapping median -> lo and max -> hi
+        lo = np.zeros((3, 5 + nc))
+        hi = np.full((3, 5 + nc), 1.0)
+        lo[:, 4:], hi[:, 4] = -6.0, 0.5
+        hi[:, 5:] = -6.0
+        hi[:, 5 + rng.permutation(nc)[:4]] = rng.uniform(0.0, 1.5, (1, 4))  # 4 "seen" classes
+        med, top = np.median(out, 2), out.max(2)
+        gain = (hi - lo) / (top - med + 1e-6)
+        w = conv.weight.numpy() * gain.reshape(-1, 1, 1, 1)
+        bias = lo - (med - conv.bias.numpy().reshape(3, -1)) * gain
+        conv.weight.set_value(w.astype("float32"))
+        conv.bias.set_value(bias.reshape(-1).astype("float32"))
+
+
+def normalized(im: np.ndarray, size: int) -> np.ndarray:
+    """HWC uint8 RGB -> [1,3,size,size] float32 as the Tiny TestReader does (interp 2 = cubic)."""
+    x = cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC).astype("float32") / 255.0
+    return ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None].astype("float32")
+
+
+def same_boxes(a: np.ndarray, b: np.ndarray, score_tol: float = 1e-4, box_tol: float = 1e-2,
+               keep_top_k: int = 100) -> None:
+    """Assert ``a``, ``b`` ([K,6]) hold the same boxes in any order. When ``a`` is cut at
+    keep_top_k, rows tied within ``score_tol`` with the cut may be swapped out: those are not
+    required to match."""
+    from ppdet_lite.engine.onnx_export import match_boxes
+    a, b = np.asarray(a).reshape(-1, 6), np.asarray(b).reshape(-1, 6)
+    assert len(a) == len(b), f"{len(a)} vs {len(b)} boxes"
+    cut = a[:, 1].min() + score_tol if len(a) >= keep_top_k else -1.0
+    sure_a, sure_b = a[a[:, 1] > cut], b[b[:, 1] > cut]
+    assert match_boxes(sure_a, b, score_tol, box_tol) == len(sure_a)
+    assert match_boxes(sure_b, a, score_tol, box_tol) == len(sure_b)
+
+
+def dygraph_boxes(out: dict) -> np.ndarray:
+    """Rows of one image from a dygraph {'bbox', 'bbox_num'} with the empty-image dummy dropped."""
+    rows = out["bbox"].reshape(-1, 6)[:int(out["bbox_num"][0])]
+    return rows[rows[:, 1] > 0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+    """Run a command from the repo root; fail the test with its output on a non-zero exit."""
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, **kw)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
