@@ -12,9 +12,14 @@ def main():
     parser.add_argument("--eval", action="store_true", help="evaluate every snapshot_epoch and keep best_model")
     parser.add_argument("-r", "--resume", default=None, help="checkpoint prefix to resume training from")
     parser.add_argument("--seed", type=int, default=None, help="fix random seeds (reproducible runs)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (GPU; a no-op on CPU)")
+    parser.add_argument("--fleet", action="store_true", help="multi-node training through paddle.distributed.fleet")
+    parser.add_argument("--use_vdl", action="store_true", help="write VisualDL scalars (losses, lr, mAP)")
+    parser.add_argument("--vdl_log_dir", default="vdl_log_dir/scalar", help="VisualDL log directory")
     args = parser.parse_args()
 
     cfg = ppdet_lite.load_config(args.config, args.opt)
+    cfg.update(amp=args.amp, fleet=args.fleet, use_vdl=args.use_vdl, vdl_log_dir=args.vdl_log_dir)
     from ppdet_lite.engine.trainer import Trainer
 
     trainer = Trainer(cfg, mode="train", seed=args.seed)

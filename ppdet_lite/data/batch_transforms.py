@@ -41,19 +41,11 @@ class BatchRandomResize:
 
 
 def shape_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """IoU of boxes and anchors sharing a corner: wh [M,2] float32, anchors [A,2] -> [M,A] float64.
-
-    Bit-for-bit PaddleDetection's ``jaccard_overlap([0,0,w,h], [0,0,aw,ah])``: there the
-    intersection is a float32 product when both sides come from the (float32) box."""
-    gw, gh = wh[:, :1], wh[:, 1:]
-    aw, ah = anchors[None, :, 0], anchors[None, :, 1]
-    iw = np.where(aw < gw, aw, gw.astype(np.float64))
-    ih = np.where(ah < gh, ah, gh.astype(np.float64))
-    inter = iw * ih
-    both_box = ~(aw < gw) & ~(ah < gh)
-    g_area = (gw * gh).astype(np.float64)                       # float32 product, as there
-    inter = np.where(both_box, np.broadcast_to(g_area, inter.shape), inter)
-    return inter / (g_area + aw * ah - inter)
+    """IoU of boxes and anchors sharing a corner: wh [M,2], anchors [A,2] -> [M,A], in float64
+    like PaddleDetection's scalar ``jaccard_overlap([0,0,w,h], [0,0,aw,ah])``."""
+    wh = wh.astype(np.float64)
+    inter = np.minimum(wh[:, None, 0], anchors[None, :, 0]) * np.minimum(wh[:, None, 1], anchors[None, :, 1])
+    return inter / (wh[:, 0:1] * wh[:, 1:2] + (anchors[:, 0] * anchors[:, 1])[None] - inter)
 
 
 @register
@@ -91,6 +83,7 @@ class Gt2YoloTarget:
         box, cls, score, img = box[valid], cls[valid], score[valid], img[valid]
         order = np.arange(len(box))                 # processing order of the reference loop
         gx, gy, gw, gh = box.T
+        gx64, gy64, gw64, gh64 = box.astype(np.float64).T
         iou = shape_iou(box[:, 2:], an_hw)                            # [M, A]
         best = np.argmax(iou, axis=1)          # first maximum, as the strict '>' loop
         outs = []
@@ -98,8 +91,8 @@ class Gt2YoloTarget:
             gh_n, gw_n = int(h / ds), int(w / ds)
             na = len(mask)
             target = np.zeros((bs, na, 6 + self.num_classes, gh_n, gw_n), np.float32)
-            gi = np.minimum((gx * np.float32(gw_n)).astype(np.int64), gw_n - 1)
-            gj = np.minimum((gy * np.float32(gh_n)).astype(np.int64), gh_n - 1)
+            gi = np.minimum((gx64 * gw_n).astype(np.int64), gw_n - 1)
+            gj = np.minimum((gy64 * gh_n).astype(np.int64), gh_n - 1)
             mask_arr = np.asarray(mask)
             # events (box m, slot n): best-anchor events + (iou_thresh < 1) extra-anchor events
             is_best = best[:, None] == mask_arr[None, :]                   # [M, na]
@@ -125,12 +118,13 @@ class Gt2YoloTarget:
             mm, nn = m_idx[last], n_idx[last]
             aidx = mask_arr[nn]
             b, j, i = img[mm], gj[mm], gi[mm]
+            # float64 maths then float32, as the reference's numpy-scalar arithmetic does
             vals = np.stack([
-                gx[mm] * np.float32(gw_n) - i.astype(np.float32),
-                gy[mm] * np.float32(gh_n) - j.astype(np.float32),
-                np.log(gw[mm] * np.float32(w) / anchors[aidx, 0].astype(np.float32)),
-                np.log(gh[mm] * np.float32(h) / anchors[aidx, 1].astype(np.float32)),
-                np.float32(2.0) - gw[mm] * gh[mm],
+                gx64[mm] * gw_n - i,
+                gy64[mm] * gh_n - j,
+                np.log(gw64[mm] * w / anchors[aidx, 0]),
+                np.log(gh64[mm] * h / anchors[aidx, 1]),
+                2.0 - (gw[mm] * gh[mm]).astype(np.float64),
                 score[mm]], 1)
             target[b, nn, :6, j, i] = vals
             target[img[m_idx], n_idx, 6 + cls[m_idx], gj[m_idx], gi[m_idx]] = 1.0

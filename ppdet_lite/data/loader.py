@@ -126,7 +126,6 @@ class DetLoader:
     def _init_worker(self, worker_id: int) -> None:
         np.random.seed(self._seed_for(worker_id))
         random.seed(self._seed_for(worker_id))
-        cv2.setNumThreads(1)  # workers already run in parallel; avoid oversubscription
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch`` for the next pass (each pass otherwise advances it by one)."""

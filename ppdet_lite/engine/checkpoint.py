@@ -131,6 +131,31 @@ def load_weights(model: paddle.nn.Layer, path_or_url: str, partial: bool = False
     return report
 
 
+def _rename_optimizer_keys(state: Dict[str, Any], mapping: Dict[str, str]) -> Dict[str, Any]:
+    """Rename accumulator keys ``<param>_<accumulator>`` whose ``<param>`` is in ``mapping``."""
+    out = {}
+    for key, value in state.items():
+        new = key
+        for i, ch in enumerate(key):
+            if ch == "_" and key[:i] in mapping:
+                new = mapping[key[:i]] + key[i:]
+                break
+        out[new] = value
+    return out
+
+
+def optimizer_state_to_structured(state: Dict[str, Any], model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Optimizer state keyed by structured parameter names (``neck.tip.conv.weight_velocity_0``).
+
+    Paddle keys accumulators by generated names (``conv2d_56.w_0``) that change with the build
+    order, so a checkpoint keyed that way only resumes into an identically built process."""
+    return _rename_optimizer_keys(state, {p.name: n for n, p in model.named_parameters()})
+
+
+def optimizer_state_from_structured(state: Dict[str, Any], model: paddle.nn.Layer) -> Dict[str, Any]:
+    return _rename_optimizer_keys(state, {n: p.name for n, p in model.named_parameters()})
+
+
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """Read a training checkpoint for ``--resume``: weights, raw (EMA) weights, optimizer state."""
     params = resolve(path)

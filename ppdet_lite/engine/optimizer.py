@@ -115,9 +115,12 @@ def build_optimizer(opt_cfg: Dict[str, Any], lr: IterLR, model: paddle.nn.Layer)
     kind = optim.pop("type", "Momentum")
     if not hasattr(paddle.optimizer, kind):
         raise ConfigError(f"OptimizerBuilder.optimizer.type {kind!r} is not a paddle.optimizer class")
+    if kind == "AdamW":  # decoupled decay takes a float coefficient
+        optim.setdefault("weight_decay", float(reg.get("factor", 0.0)) if reg else 0.0)
+    elif decay is not None:
+        optim["weight_decay"] = decay
     params = [p for p in model.parameters() if not p.stop_gradient]
-    return getattr(paddle.optimizer, kind)(learning_rate=lr, parameters=params, weight_decay=decay,
-                                           grad_clip=grad_clip, **optim)
+    return getattr(paddle.optimizer, kind)(learning_rate=lr, parameters=params, grad_clip=grad_clip, **optim)
 
 
 class ModelEMA:

@@ -3,6 +3,7 @@
 The trainer knows nothing about a particular model: it calls ``model(batch)`` and reads the loss
 dict in training and ``bbox`` / ``bbox_num`` in evaluation. Only rank 0 logs, evaluates and writes.
 """
+import contextlib
 import copy
 import math
 import os
@@ -19,7 +20,8 @@ from ..core.errors import ConfigError
 from ..core.registry import create
 from ..metrics.coco_metric import COCOMetric
 from ..utils.logger import get_logger
-from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import (load_checkpoint, load_weights, optimizer_state_from_structured,
+                         optimizer_state_to_structured, save_checkpoint)
 from .optimizer import ModelEMA, build_lr, build_optimizer
 
 logger = get_logger(__name__)
@@ -83,6 +85,13 @@ class Trainer:
         self.cfg, self.mode = cfg, mode
         self.device = set_device(cfg)
         self.nranks, self.rank = dist.get_world_size(), dist.get_rank()
+        if self.nranks > 1 and mode == "train":
+            if cfg.get("fleet"):
+                from paddle.distributed import fleet
+
+                fleet.init(is_collective=True)
+            elif not dist.is_initialized():
+                dist.init_parallel_env()
         self.seed = seed if seed is not None else cfg.get("seed")
         if self.seed is not None:
             paddle.seed(int(self.seed) + self.rank)
@@ -133,7 +142,27 @@ class Trainer:
         pretrain = cfg.get("pretrain_weights")
         if pretrain and not cfg.get("weights_loaded"):
             load_weights(self.model, pretrain, partial=True)
-        self.train_model = paddle.DataParallel(self.model) if self.nranks > 1 else self.model
+        self.train_model = self.model
+        if self.nranks > 1:
+            if cfg.get("fleet"):
+                from paddle.distributed import fleet
+
+                self.train_model = fleet.distributed_model(self.model)
+                self.optimizer = fleet.distributed_optimizer(self.optimizer)
+            else:
+                self.train_model = paddle.DataParallel(self.model)
+        self.scaler = None
+        if cfg.get("amp"):
+            if self.device == "gpu":
+                self.scaler = paddle.amp.GradScaler(init_loss_scaling=1024)
+                logger.info(f"--amp: mixed precision {cfg.get('amp_level', 'O1')}")
+            else:
+                logger.warning("--amp needs a GPU: training in FP32 on CPU")
+        self.vdl = None
+        if cfg.get("use_vdl") and self.rank == 0:
+            from visualdl import LogWriter
+
+            self.vdl = LogWriter(cfg.get("vdl_log_dir") or "vdl_log_dir/scalar")
 
     def resume(self, path: str) -> None:
         """Restore weights, EMA, optimizer, schedule and epoch from a training checkpoint."""
@@ -146,7 +175,7 @@ class Trainer:
         if self.ema is not None and "ema" in trainer_state:
             self.ema.set_state_dict(trainer_state["ema"])
         self.best_ap = float(trainer_state.get("best_ap", -1.0))
-        self.optimizer.set_state_dict(opt)
+        self.optimizer.set_state_dict(optimizer_state_from_structured(opt, self.model))
         self.lr.set_state_dict(trainer_state.get("lr", {"last_epoch": self.start_epoch * self.steps_per_epoch}))
         self.optimizer._learning_rate = self.lr
         logger.info(f"resumed from {path} at epoch {self.start_epoch}")
@@ -168,13 +197,21 @@ class Trainer:
             tic = time.time()
             for it, batch in enumerate(self.loader):
                 batch = to_tensors(batch)
-                losses = self.train_model(batch)
+                if self.scaler is not None:
+                    with paddle.amp.auto_cast(level=cfg.get("amp_level", "O1")):
+                        losses = self.train_model(batch)
+                else:
+                    losses = self.train_model(batch)
                 loss = losses["loss"]
-                value = float(loss)
-                if not math.isfinite(value):
+                if not math.isfinite(float(loss)):
                     self._nan_stop(epoch, it, losses)
-                loss.backward()
-                self.optimizer.step()
+                if self.scaler is not None:
+                    scaled = self.scaler.scale(loss)
+                    scaled.backward()
+                    self.scaler.minimize(self.optimizer, scaled)
+                else:
+                    loss.backward()
+                    self.optimizer.step()
                 self.optimizer.clear_grad()
                 self.lr.step()
                 if self.ema is not None:
@@ -190,6 +227,10 @@ class Trainer:
                     logger.info(f"Epoch [{epoch}/{self.epochs}] [{it:>3}/{self.steps_per_epoch}] "
                                 f"lr: {self.lr.get_lr():.6f} {terms} ips: {ips:.2f} images/s "
                                 f"eta: {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+                    if self.vdl is not None:
+                        for k, v in smoothed.items():
+                            self.vdl.add_scalar(f"loss/{k}", v.median, step)
+                        self.vdl.add_scalar("lr", self.lr.get_lr(), step)
                 if max_iters and step >= int(max_iters):
                     break
             last = epoch == self.epochs - 1 or (max_iters and step >= int(max_iters))
@@ -225,7 +266,7 @@ class Trainer:
         try:
             if self.rank == 0:
                 weights = self.model.state_dict()
-                opt_state = dict(self.optimizer.state_dict())
+                opt_state = optimizer_state_to_structured(self.optimizer.state_dict(), self.model)
                 opt_state["last_epoch"] = epoch + 1
                 opt_state["trainer"] = {"lr": self.lr.state_dict(), "best_ap": self.best_ap,
                                         "ema": self.ema.state_dict() if self.ema else None}
@@ -235,6 +276,9 @@ class Trainer:
                 if validate:
                     metrics = self.evaluate(training=True)
                     ap = metrics.get("AP", 0.0)
+                    if self.vdl is not None:
+                        for k in ("AP", "AP50"):
+                            self.vdl.add_scalar(f"eval/{k}", metrics.get(k, 0.0), epoch + 1)
                     if ap > self.best_ap:
                         self.best_ap = ap
                         save_checkpoint(self.save_dir, "best_model", weights)
@@ -293,9 +337,45 @@ class Trainer:
                                  output_eval=out_dir, classwise=bool(self.cfg.get("classwise")),
                                  catid2name=names, bias=float(self.cfg.get("bias", 0.0)))
 
+    @contextlib.contextmanager
+    def _capped_post_process(self):
+        """During training-time eval, cap pre-NMS boxes and raise the score floor.
+
+        An unconverged model scores thousands of boxes per image and NMS then takes minutes
+        (PaddleDetection's "eval hangs at iter 0"). ``eval_score_threshold`` (default 0.01) and
+        ``eval_nms_top_k`` (default 1000) bound that; final ``tools/eval.py`` runs are uncapped.
+        """
+        post = getattr(self.model, "post_process", None)
+        nms, decode = getattr(post, "nms", None), getattr(post, "decode", None)
+        saved = {}
+        floor = float(self.cfg.get("eval_score_threshold", 0.01))
+        top_k = int(self.cfg.get("eval_nms_top_k", 1000))
+        for obj, attr, value in ((decode, "conf_thresh", floor), (nms, "score_threshold", floor)):
+            if obj is not None and hasattr(obj, attr) and getattr(obj, attr) < value:
+                saved[(obj, attr)] = getattr(obj, attr)
+                setattr(obj, attr, value)
+        if nms is not None and hasattr(nms, "nms_top_k") and not 0 < nms.nms_top_k <= top_k:
+            saved[(nms, "nms_top_k")] = nms.nms_top_k
+            nms.nms_top_k = top_k
+        if saved and not getattr(self, "_cap_logged", False):
+            logger.warning(f"training-time eval uses score threshold >= {floor} and at most {top_k} boxes "
+                           f"before NMS, so an unconverged model cannot stall it; tools/eval.py is uncapped")
+            self._cap_logged = True
+        try:
+            yield
+        finally:
+            for (obj, attr), value in saved.items():
+                setattr(obj, attr, value)
+
     @paddle.no_grad()
     def evaluate(self, training: bool = False) -> Dict[str, float]:
         """COCO mAP of the current weights on ``EvalDataset``; writes ``bbox.json``."""
+        if training:
+            with self._capped_post_process():
+                return self._evaluate(training)
+        return self._evaluate(training)
+
+    def _evaluate(self, training: bool) -> Dict[str, float]:
         self._build_eval()
         self.metric.reset()
         self.model.eval()

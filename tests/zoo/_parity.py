@@ -34,7 +34,8 @@ def random_state(reference: paddle.nn.Layer, seed: int = 0) -> Dict[str, np.ndar
 def assert_same_keys(ours: paddle.nn.Layer, theirs: paddle.nn.Layer):
     """Identical state_dict keys (same order) and shapes."""
     a, b = ours.state_dict(), theirs.state_dict()
-    assert set(a) == set(b), f"only ours: {sorted(set(a) - set(b))[:5]}, only theirs: {sorted(set(b) - set(a))[:5]}"
+    assert set(a) == set(b), \
+        f"only ours: {sorted(set(a) - set(b))[:5]}, only theirs: {sorted(set(b) - set(a))[:5]}"
     assert list(a) == list(b)
     for key in a:
         assert list(a[key].shape) == list(b[key].shape), key

@@ -49,12 +49,12 @@ def test_model_matches_paddledetection(name):
     assert max(max_diffs(outs, ref)) <= 1e-4
 
 
-def test_r101_and_mbv3_small_build():
-    """Counts of the remaining entry configs (PaddleDetection's own builds give the same numbers)."""
+def test_r101_and_mbv3_small_configs():
+    """The remaining entry configs (PaddleDetection's own build of mbv3-small gives the same count)."""
     assert trainable(ppdet_lite.build_model(load("ppyolo_mbv3_small"))) == 2_719_628
-    r101 = ppdet_lite.build_model(load("ppyolov2_r101vd_dcn"))
-    assert trainable(r101) == 73_571_511
-    assert len(r101.backbone.res4.blocks) == 23
+    cfg = load("ppyolov2_r101vd_dcn")  # R101 itself is checked in test_resnet_parity (73.57M in all)
+    assert cfg["ResNet"]["depth"] == 101 and cfg["YOLOv3"]["neck"] == "PPYOLOPAN"
+    assert "ResNet101_vd_ssld" in cfg["pretrain_weights"]
 
 
 # name: (epoch, base_lr, milestones, clip, train batch, largest train size, eval size, PadBox)

@@ -143,7 +143,7 @@ class BasicBlock(_Residual):
 
 
 class BottleNeck(_Residual):
-    """1×1 → 3×3 (grouped, optional DCN) → 1×1 ×4; variant a strides the first 1×1, others the 3×3."""
+    """1×1 → 3×3 (grouped, optional DCN) → 1×1 (×4 channels); variant a strides the 1×1, others the 3×3."""
     expansion = 4
     branch_names = ('branch2a', 'branch2b', 'branch2c')
 
@@ -206,7 +206,8 @@ class ResNet(nn.Layer):
         return_idx = [return_idx] if isinstance(return_idx, Integral) else list(return_idx)
         dcn_v2_stages = [dcn_v2_stages] if isinstance(dcn_v2_stages, Integral) else list(dcn_v2_stages)
         if depth not in BLOCKS_PER_STAGE:
-            raise ConfigError(f"ResNet: depth {depth} is not supported; use one of {sorted(BLOCKS_PER_STAGE)}")
+            raise ConfigError(f"ResNet: depth {depth} is not supported; "
+                              f"use one of {sorted(BLOCKS_PER_STAGE)}")
         if variant not in ('a', 'b', 'c', 'd'):
             raise ConfigError(f"ResNet: variant {variant!r} is not supported; use 'a', 'b', 'c' or 'd'")
         if not 1 <= num_stages <= 4:

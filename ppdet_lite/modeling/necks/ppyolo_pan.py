@@ -97,7 +97,7 @@ class PPYOLOPAN(nn.Layer):
         self.out_channels: List[int] = [512 // 2 ** i * 2 for i in range(n - 1)] + [fpn_channels[-1]]
 
     def _csp_layers(self, channel: int, with_spp: bool) -> List[Tuple[str, nn.Layer]]:
-        """Left-branch stack: ``{j}.0`` 1×1, ``{j}.1`` 3×3 per j; SPP replaces ``1.1``; DropBlock after it."""
+        """Left-branch stack: ``{j}.0`` 1×1, ``{j}.1`` 3×3 per j; SPP replaces ``1.1``, DropBlock follows."""
         common = dict(act=self.act, norm_type=self.norm_type, data_format=self.data_format)
         layers = []
         for j in range(self.conv_block_num):
