@@ -24,7 +24,8 @@ from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["export_model", "fuse_conv_bn", "infer_cfg", "image_shape_of", "save_inference_model"]
+__all__ = ["export_model", "fuse_conv_bn", "infer_cfg", "image_shape_of", "preprocess_list",
+           "save_inference_model", "set_export_mode"]
 
 # PaddleDetection's TRT_MIN_SUBGRAPH value for the YOLO family
 ARCH, MIN_SUBGRAPH_SIZE = "YOLO", 3
@@ -100,7 +101,7 @@ def fuse_conv_bn(model: nn.Layer) -> int:
     return fused
 
 
-def _set_export_mode(model: nn.Layer, export: Dict[str, Any]) -> str:
+def set_export_mode(model: nn.Layer, export: Dict[str, Any]) -> str:
     """Apply ``export.*`` to the architecture; returns what the graph outputs, for the log."""
     if export.get("benchmark", False) or not export.get("post_process", True):
         model.exclude_post_process = True
@@ -146,7 +147,7 @@ def export_model(cfg: Dict[str, Any], output_dir: str = "output_inference",
     export = dict(cfg.get("export") or {})
     if export.get("fuse_conv_bn", False):
         logger.info(f"fused {fuse_conv_bn(model)} conv+bn pairs")
-    outputs = _set_export_mode(model, export)
+    outputs = set_export_mode(model, export)
     image_shape = image_shape_of(cfg)
     save_dir = os.path.join(output_dir, cfg.get("filename") or "model")
     os.makedirs(save_dir, exist_ok=True)

@@ -53,11 +53,13 @@ def our_tiny_cfg(extra=()):
 
 def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
     """Build our Tiny, give it box-producing weights, run it in dygraph on ``image_files`` at each
-    input size in ``sizes`` (deploy preprocessing), then export; -> namespace(dir, dygraph)."""
+    input size in ``sizes`` (deploy preprocessing), then export; -> namespace(dir, dygraph, cfg,
+    weights: the .pdparams it was exported from)."""
     import paddle
 
     import ppdet_lite
-    from ppdet_lite.engine.export import export_model, image_shape_of, preprocess_list
+    from ppdet_lite.engine.export import (export_model, image_shape_of, preprocess_list,
+                                          set_export_mode)
     sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
     from preprocess import batch_inputs, build_ops, preprocess
 
@@ -66,6 +68,7 @@ def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
     paddle.seed(0)
     model = ppdet_lite.build_model(cfg)
     spread_scores(model, SIZE)
+    set_export_mode(model, cfg.get("export") or {})
     dygraph = {}
     for size in sizes:
         shape = [None, 3, size, size]
@@ -77,8 +80,10 @@ def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
                 out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
             dygraph[(size, path)] = {k: v.numpy() for k, v in out.items()}
     assert image_shape_of(cfg)[2] in (SIZE, -1)
+    weights = str(work / f"{name}.pdparams")
+    paddle.save(model.state_dict(), weights)
     model_dir = export_model(cfg, str(work / "ours"), model=model, labels=LABELS)
-    return SimpleNamespace(dir=model_dir, dygraph=dygraph, cfg=cfg)
+    return SimpleNamespace(dir=model_dir, dygraph=dygraph, cfg=cfg, weights=weights)
 
 
 @pytest.fixture(scope="session")

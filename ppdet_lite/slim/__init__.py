@@ -1,0 +1,1 @@
+"""PaddleSlim compression (placeholder while being written)."""

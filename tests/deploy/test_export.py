@@ -1,0 +1,83 @@
+"""tools/export_model.py + ppdet_lite.engine.export: deploy format, dygraph parity, export knobs."""
+import zlib  # noqa: F401  (before paddle)
+import os
+import sys
+
+import numpy as np
+import yaml
+
+from .conftest import SIZE, export_ours
+from .helpers import REPO, dygraph_boxes, same_boxes
+
+sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
+from detector import DetectorPredictor  # noqa: E402
+
+
+def test_export_writes_paddledetection_deploy_format(ours_tiny):
+    assert sorted(f for f in os.listdir(ours_tiny.dir) if f.startswith(("model", "infer"))) == \
+        ["infer_cfg.yml", "model.pdiparams", "model.pdiparams.info", "model.pdmodel"]
+    with open(os.path.join(ours_tiny.dir, "infer_cfg.yml")) as f:
+        cfg = yaml.safe_load(f)
+    assert list(cfg)[:6] == ["mode", "draw_threshold", "metric", "use_dynamic_shape", "arch",
+                             "min_subgraph_size"]
+    assert (cfg["arch"], cfg["min_subgraph_size"], cfg["use_dynamic_shape"]) == ("YOLO", 3, False)
+    assert [op["type"] for op in cfg["Preprocess"]] == ["Resize", "NormalizeImage", "Permute"]
+    assert cfg["Preprocess"][0]["target_size"] == [SIZE, SIZE]
+    assert cfg["Preprocess"][0]["interp"] == 2 and len(cfg["label_list"]) == 80
+    det = DetectorPredictor(ours_tiny.dir)
+    assert det.input_names == ["im_shape", "image", "scale_factor"]  # as PaddleDetection's
+
+
+def test_inference_matches_dygraph(ours_tiny, image_files, run_boxes):
+    for path in image_files:
+        ref = dygraph_boxes(ours_tiny.dygraph[(SIZE, path)])
+        assert len(ref) > 10  # the weights were set so that boxes exist
+        same_boxes(ref, run_boxes(ours_tiny.dir, path), score_tol=1e-4, box_tol=1e-2)
+
+
+def predictor_outputs(model_dir: str, size: int):
+    """(input names, outputs) of Paddle Inference on a fixed random image of ``size``."""
+    from paddle.inference import Config, create_predictor
+    config = Config(os.path.join(model_dir, "model.pdmodel"),
+                    os.path.join(model_dir, "model.pdiparams"))
+    config.disable_glog_info()
+    pred = create_predictor(config)
+    feed = {"image": np.random.RandomState(0).rand(1, 3, size, size).astype("float32"),
+            "im_shape": np.array([[size, size]], "float32"),
+            "scale_factor": np.ones((1, 2), "float32")}
+    for n in pred.get_input_names():
+        pred.get_input_handle(n).copy_from_cpu(feed[n])
+    pred.run()
+    return pred.get_input_names(), [pred.get_output_handle(n).copy_to_cpu()
+                                    for n in pred.get_output_names()]
+
+
+def test_dynamic_shape_fused_bn_without_nms(work, image_files):
+    """image_shape [3,-1,-1] + export.fuse_conv_bn + export.nms=False: decoded boxes and scores
+    equal the unfused dygraph model's at two input sizes."""
+    out = export_ours(work, "ours_dyn", image_files[:1],
+                      ["TestReader.inputs_def.image_shape=[3,-1,-1]", "export.fuse_conv_bn=True",
+                       "export.nms=False"], sizes=(SIZE, 256))
+    with open(os.path.join(out.dir, "infer_cfg.yml")) as f:
+        cfg = yaml.safe_load(f)
+    assert cfg["use_dynamic_shape"] is True
+    with open(os.path.join(out.dir, "model.pdmodel"), "rb") as f:
+        assert b"batch_norm" not in f.read()  # every BN folded into its conv
+    det = DetectorPredictor(out.dir)
+    for size in (SIZE, 256):
+        det.ops[0].target_size = [size, size]  # the same graph at two input sizes
+        det.preprocess([image_files[0]])
+        boxes, scores = det.run()
+        ref = out.dygraph[(size, image_files[0])]
+        m = 3 * sum((size // s) ** 2 for s in (32, 16, 8))
+        assert boxes.shape == (1, m, 4) and scores.shape == (1, 80, m)
+        np.testing.assert_allclose(scores, ref["scores"], atol=1e-4)
+        np.testing.assert_allclose(boxes, ref["boxes"], atol=2e-2)
+        assert scores.max() > 0.1  # boxes exist
+
+
+def test_benchmark_export_is_head_maps_from_image_only(work):
+    out = export_ours(work, "ours_bench", [], ["export.benchmark=True"])
+    names, maps = predictor_outputs(out.dir, SIZE)
+    assert names == ["image"]  # im_shape / scale_factor are pruned from the graph
+    assert [o.shape for o in maps] == [(1, 255, 6, 6), (1, 255, 12, 12), (1, 255, 24, 24)]
