@@ -1,0 +1,181 @@
+"""Knowledge distillation for YOLO heads: ``DistillYOLOv3Loss`` and the ``DistillModel`` wrapper.
+
+The student trains on its task loss plus ``DistillYOLOv3Loss`` (PaddleDetection's terms, after
+"Object detection at 200 FPS"), computed per level from raw head outputs split per anchor into
+x, y, w, h, obj [N,na,H,W,1] and cls [N,na,H,W,nc] (``YOLOv3Loss.distill_pairs``' layout):
+
+  reg = mean((BCE(sx, σ(tx)) + BCE(sy, σ(ty)) + |sw−tw| + |sh−th|) · σ(tobj))
+  cls = mean(BCE(scls, σ(tcls)) · σ(tobj))
+  obj = mean(BCE(sobj, tobj > 0))
+  loss = weight · Σ_levels (reg + cls + obj)          (weight 1000 in PaddleDetection)
+
+The teacher is frozen: eval mode (BatchNorm running statistics, no DropBlock) under
+``paddle.no_grad()``. PaddleDetection's DistillModel lets the trainer switch its teacher to train
+mode, so its BatchNorm statistics drift during distillation; here they do not. Teacher and student
+must share anchors, levels and classes (x, y, w, h are offsets relative to those anchors).
+"""
+from typing import Dict, List
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ..core.errors import ConfigError
+from ..core.registry import register
+
+__all__ = ["DistillYOLOv3Loss", "DistillModel", "split_head_output", "head_pairs"]
+
+Pairs = List[List[paddle.Tensor]]
+
+
+def split_head_output(p: paddle.Tensor, num_anchors: int, num_classes: int) -> List[paddle.Tensor]:
+    """One raw head map [N, na·(5+nc) (+na IoU channels first), H, W] → [x, y, w, h, obj, cls]."""
+    b, c, h, w = p.shape
+    if c == num_anchors * (num_classes + 6):  # IoU-aware head: drop the IoU logits
+        p = p[:, num_anchors:]
+    elif c != num_anchors * (num_classes + 5):
+        raise ValueError(f"head map has {c} channels; expected {num_anchors}·({num_classes}+5)")
+    p = p.reshape([b, num_anchors, -1, h, w]).transpose([0, 1, 3, 4, 2])
+    return paddle.split(p, [1, 1, 1, 1, 1, num_classes], axis=-1)
+
+
+def head_pairs(model: nn.Layer, inputs: Dict[str, paddle.Tensor]) -> Pairs:
+    """Per level [x, y, w, h, obj, cls] raw logits of a YOLOv3 ``model`` in its current mode."""
+    feats = model.neck(model.backbone(inputs))
+    if isinstance(feats, dict):
+        feats = feats["yolo_feats"]
+    head = model.yolo_head
+    pairs = []
+    for feat, conv, anchors in zip(feats, head.yolo_outputs, head.anchors):
+        out = conv(feat)
+        if head.data_format == "NHWC":
+            out = out.transpose([0, 3, 1, 2])
+        pairs.append(split_head_output(out, len(anchors), head.num_classes))
+    return pairs
+
+
+@register
+class DistillYOLOv3Loss(nn.Layer):
+    """``forward(teacher_pairs, student_pairs)`` → scalar distillation loss (module docstring)."""
+
+    def __init__(self, weight: float = 1000.):
+        super().__init__()
+        self.loss_weight = weight
+
+    @staticmethod
+    def obj_weighted_reg(s, t):
+        bce = F.binary_cross_entropy_with_logits
+        loss = (bce(s[0], F.sigmoid(t[0]), reduction="none")
+                + bce(s[1], F.sigmoid(t[1]), reduction="none")
+                + paddle.abs(s[2] - t[2]) + paddle.abs(s[3] - t[3]))
+        return paddle.mean(loss * F.sigmoid(t[4]))
+
+    @staticmethod
+    def obj_weighted_cls(scls, tcls, tobj):
+        loss = F.binary_cross_entropy_with_logits(scls, F.sigmoid(tcls), reduction="none")
+        return paddle.mean(loss * F.sigmoid(tobj))
+
+    @staticmethod
+    def obj_loss(sobj, tobj):
+        mask = paddle.cast(tobj > 0., sobj.dtype)
+        mask.stop_gradient = True
+        return paddle.mean(F.binary_cross_entropy_with_logits(sobj, mask, reduction="none"))
+
+    def forward(self, teacher_pairs: Pairs, student_pairs: Pairs) -> paddle.Tensor:
+        if len(teacher_pairs) != len(student_pairs):
+            raise ValueError(f"teacher has {len(teacher_pairs)} head levels, student "
+                             f"{len(student_pairs)}; distillation needs the same levels")
+        terms = []
+        for t, s in zip(teacher_pairs, student_pairs):
+            if t[5].shape != s[5].shape:
+                raise ValueError(f"teacher head level {t[5].shape} != student {s[5].shape}: "
+                                 "anchors per level, classes and strides must match")
+            terms += [self.obj_weighted_reg(s, t), self.obj_weighted_cls(s[5], t[5], t[4]),
+                      self.obj_loss(s[4], t[4])]
+        return paddle.add_n(terms) * self.loss_weight
+
+
+def check_compatible(teacher: nn.Layer, student: nn.Layer) -> None:
+    """Teacher and student heads must predict the same thing per cell and anchor."""
+    th, sh = teacher.yolo_head, student.yolo_head
+    for what in ("anchors", "num_classes"):
+        if getattr(th, what) != getattr(sh, what):
+            raise ConfigError(
+                f"distillation: teacher YOLOv3Head.{what} {getattr(th, what)} differs from the "
+                f"student's {getattr(sh, what)}. DistillYOLOv3Loss compares raw x, y, w, h, obj and "
+                "class logits anchor by anchor, so both must use the same anchors, anchor_masks "
+                "(levels) and num_classes; pick a teacher of the same family (e.g. PP-YOLO MBv3-large "
+                "for MBv3-small) or set the student's anchors to the teacher's")
+    if list(getattr(teacher.yolo_head.loss, "downsample", [])) != \
+            list(getattr(student.yolo_head.loss, "downsample", [])):
+        raise ConfigError("distillation: teacher and student YOLOv3Loss.downsample differ; the "
+                          "head levels must have the same strides")
+
+
+class DistillModel(nn.Layer):
+    """Student + frozen teacher. Training: the student's loss dict plus ``distill_loss`` (added
+    to ``loss``); eval: the student's outputs. Only the student's parameters train.
+
+    Plug into a ``Trainer`` as its ``train_model`` (its ``model`` stays the student, so
+    checkpoints, EMA and evaluation see the student alone): see ``distill_trainer``.
+    """
+
+    def __init__(self, student: nn.Layer, teacher: nn.Layer, distill_loss: nn.Layer):
+        super().__init__()
+        check_compatible(teacher, student)
+        self.student_model = student
+        self.teacher_model = teacher
+        self.distill_loss = distill_loss
+        for p in teacher.parameters():
+            p.stop_gradient = True
+        teacher.eval()
+
+    def train(self):
+        super().train()
+        self.teacher_model.eval()
+        return self
+
+    def parameters(self, include_sublayers: bool = True):
+        return self.student_model.parameters(include_sublayers)
+
+    def forward(self, inputs: Dict[str, paddle.Tensor]) -> Dict[str, paddle.Tensor]:
+        if not self.training:
+            return self.student_model(inputs)
+        losses = dict(self.student_model(inputs))
+        with paddle.no_grad():
+            teacher = head_pairs(self.teacher_model, inputs)
+        student = self.student_model.yolo_head.loss.distill_pairs
+        losses["distill_loss"] = self.distill_loss(teacher, student)
+        losses["loss"] = losses["loss"] + losses["distill_loss"]
+        return losses
+
+
+def distill_trainer(trainer, teacher: nn.Layer, distill_loss: nn.Layer) -> DistillModel:
+    """Make ``trainer`` (a ``ppdet_lite.engine.trainer.Trainer``) distil from ``teacher``: its
+    training step runs a ``DistillModel`` around ``trainer.model``. Returns that wrapper."""
+    model = DistillModel(trainer.model, teacher, distill_loss)
+    trainer.train_model = paddle.DataParallel(model) if trainer.nranks > 1 else model
+    return model
+
+
+def teacher_from(cfg: Dict, weights: str) -> nn.Layer:
+    """Build the model of ``cfg`` and load ``weights`` into it (a frozen teacher)."""
+    from .. import build_model, load_weights
+
+    if not weights:
+        raise ConfigError(f"{cfg.get('_path', '<slim config>')}: the teacher needs weights: set "
+                          "pretrain_weights in the Distill slim config (or pass --teacher_weights)")
+    model = build_model(cfg)
+    load_weights(model, weights)
+    model.eval()
+    return model
+
+
+def build_distill_loss(slim_cfg: Dict) -> nn.Layer:
+    """``distill_loss: DistillYOLOv3Loss`` + its section (weight) from a slim config; defaults to
+    ``DistillYOLOv3Loss(weight=1000)``."""
+    from ..core.registry import create
+
+    name = slim_cfg.get("distill_loss") or "DistillYOLOv3Loss"
+    return create(name, slim_cfg.get(name) or {}, where=f"{slim_cfg.get('_path', 'slim config')}: {name}")
+
