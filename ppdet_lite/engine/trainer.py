@@ -45,6 +45,21 @@ def build_dataset(cfg: Dict[str, Any], key: str):
     return create(ds_cfg["name"], ds_cfg, where=f"{cfg.source(key)}: {key}")
 
 
+def build_loader_for(cfg: Dict[str, Any], dataset_key: str, reader_key: str, mode: str, **kwargs):
+    """Dataset + loader; a data error names the config key and file to change."""
+    from ..core.errors import DatasetError
+    from ..data.loader import build_dataloader
+
+    dataset = build_dataset(cfg, dataset_key)
+    try:
+        loader = build_dataloader(section(cfg, reader_key), dataset, int(cfg.get("num_classes", 80)), mode,
+                                  worker_num=cfg.get("worker_num"), **kwargs)
+    except DatasetError as e:
+        raise DatasetError(f"{e}\n  (from {dataset_key} in {cfg.source(dataset_key)}: point it at your data "
+                           f"with -o {dataset_key}.dataset_dir=/path/to/data, or edit that file)") from e
+    return dataset, loader
+
+
 def to_tensors(batch: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (paddle.to_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in batch.items()}
 
@@ -79,7 +94,6 @@ class Trainer:
     """``Trainer(cfg, mode)`` with ``mode`` in train / eval; ``train(validate)``, ``evaluate()``."""
 
     def __init__(self, cfg: Dict[str, Any], mode: str = "train", seed: Optional[int] = None):
-        from ..data.loader import build_dataloader
         from ..modeling import build_model
 
         self.cfg, self.mode = cfg, mode
@@ -97,15 +111,13 @@ class Trainer:
             paddle.seed(int(self.seed) + self.rank)
             np.random.seed(int(self.seed) + self.rank)
         self.num_classes = int(cfg.get("num_classes", 80))
-        self._build_loader = build_dataloader
         self.save_dir = os.path.join(cfg.get("save_dir", "output"), cfg.get("filename", "model"))
 
+        self.model = build_model(cfg)  # first: a config mistake fails before any data is read
         if mode == "train":
             check_anchors(cfg)
-            self.dataset = build_dataset(cfg, "TrainDataset")
-            self.loader = build_dataloader(section(cfg, "TrainReader"), self.dataset, self.num_classes,
-                                           "train", worker_num=cfg.get("worker_num"), seed=self.seed)
-        self.model = build_model(cfg)
+            self.dataset, self.loader = build_loader_for(cfg, "TrainDataset", "TrainReader", "train",
+                                                         seed=self.seed)
         self._convert_norm()
         self.metric = None
         self.start_epoch, self.best_ap = 0, -1.0
@@ -323,9 +335,7 @@ class Trainer:
     def _build_eval(self) -> None:
         if self.metric is not None:
             return
-        self.eval_dataset = build_dataset(self.cfg, "EvalDataset")
-        self.eval_loader = self._build_loader(section(self.cfg, "EvalReader"), self.eval_dataset,
-                                              self.num_classes, "eval", worker_num=self.cfg.get("worker_num"))
+        self.eval_dataset, self.eval_loader = build_loader_for(self.cfg, "EvalDataset", "EvalReader", "eval")
         metric = self.cfg.get("metric", "COCO")
         if metric != "COCO":
             raise ConfigError(f"metric {metric!r}: only COCO is implemented in this version")
