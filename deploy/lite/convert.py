@@ -86,13 +86,33 @@ def find_opt(venv: str = LITE_VENV) -> List[str]:
     return [os.path.join(lite_venv(venv), "bin", "paddle_lite_opt")]
 
 
-def program_ops(pdmodel: str) -> set:
-    """Op types in a ProgramDesc ``.pdmodel`` (needs paddle, which this side has)."""
+def program_op_descs(pdmodel: str) -> list:
+    """OpDescs of a ProgramDesc ``.pdmodel`` (needs paddle, which this side has)."""
     from paddle.base.proto import framework_pb2
     desc = framework_pb2.ProgramDesc()
     with open(pdmodel, "rb") as f:
         desc.ParseFromString(f.read())
-    return {op.type for block in desc.blocks for op in block.ops}
+    return [op for block in desc.blocks for op in block.ops]
+
+
+def program_ops(pdmodel: str) -> set:
+    """Op types in a ``.pdmodel``."""
+    return {op.type for op in program_op_descs(pdmodel)}
+
+
+def zero_d_reductions(pdmodel: str) -> list:
+    """reduce_* ops that reduce every axis without keep_dim: their output is 0-D, which the x86
+    Lite runtime segfaults on (measured: paddle.sum(x) -> crash; sum(x, 0, keepdim=True) runs)."""
+    bad = []
+    for op in program_op_descs(pdmodel):
+        if not op.type.startswith("reduce_"):
+            continue
+        attrs = {a.name: a for a in op.attrs}
+        all_axes = ("reduce_all" in attrs and attrs["reduce_all"].b) or \
+            ("dim" in attrs and not attrs["dim"].ints)
+        if all_axes and not ("keep_dim" in attrs and attrs["keep_dim"].b):
+            bad.append(f"{op.type} -> {op.outputs[0].arguments[0]}")
+    return bad
 
 
 def runtime_config(output_dir: str, threshold: float, cpu_threads: int) -> dict:
@@ -116,6 +136,12 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
                                     "tools/export_model.py")
     ops = program_ops(pdmodel)
     blockers = {op: why for op, why in LITE_BLOCKERS[valid_targets].items() if op in ops}
+    zero_d = zero_d_reductions(pdmodel)
+    if zero_d and valid_targets == "x86":
+        blockers["0-D reductions"] = (f"{zero_d}: full reductions give 0-D tensors, which the "
+                                      "x86 runtime segfaults on; reduce with keepdim=True")
+    elif zero_d:
+        print(f"warning: {zero_d} produce 0-D tensors, which Paddle Lite may reject")
     if blockers:
         raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
                          f"{blockers}. Re-export with a model that avoids them.")

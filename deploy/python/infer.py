@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from detector import DetectorPredictor  # noqa: E402
-from utils import StageTimer, argsparser, draw_boxes, list_images, process_memory_mb  # noqa: E402
+from utils import (StageTimer, argsparser, draw_boxes, list_images, process_memory_mb,  # noqa: E402
+                   process_uss_mb)
 
 WARMUP, REPEATS = 50, 100
 
@@ -78,13 +79,15 @@ def save_drawn(path: str, boxes: np.ndarray, labels, output_dir: str) -> None:
 def report(timer: StageTimer, mem: List[float], det: DetectorPredictor, args) -> None:
     stats = timer.report()
     stats.update(cpu_rss_mb=float(np.mean(mem)) if mem else process_memory_mb(),
+                 cpu_uss_mb=process_uss_mb(),
                  model_dir=args.model_dir, batch_size=det.batch_size, device=args.device,
                  run_mode=args.run_mode, enable_mkldnn=args.enable_mkldnn,
                  cpu_threads=args.cpu_threads)
     print("------------------ Inference Time Info ----------------------")
     print(f"images: {stats['img_num']}, total ms/batch: {stats['total_ms']:.2f}, preprocess: "
           f"{stats['preprocess_ms']:.2f}, inference: {stats['inference_ms']:.2f}, postprocess: "
-          f"{stats['postprocess_ms']:.2f}, process memory: {stats['cpu_rss_mb']:.1f} MB")
+          f"{stats['postprocess_ms']:.2f}, process memory: rss {stats['cpu_rss_mb']:.1f} MB, "
+          f"uss {stats['cpu_uss_mb']:.1f} MB")
     if args.run_benchmark:
         print("BENCHMARK " + json.dumps(stats))
 

@@ -77,6 +77,17 @@ class StageTimer:
         return ms
 
 
+def process_uss_mb() -> float:
+    """Unique set size (private pages) of this process, MB; what PaddleDetection's benchmark
+    logs as cpu_rss (psutil uss). 0 where /proc/self/smaps_rollup is missing."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            return sum(int(line.split()[1]) for line in f
+                       if line.startswith(("Private_Clean:", "Private_Dirty:"))) / 1024.0
+    except OSError:
+        return 0.0
+
+
 def process_memory_mb() -> float:
     """Resident set size of this process, MB."""
     try:

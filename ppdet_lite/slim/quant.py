@@ -1,0 +1,297 @@
+"""INT8 quantization (PaddleSlim) and checks of the result in Paddle Inference.
+
+- ``QAT``: quantization-aware training, PaddleSlim's dygraph ``QAT`` with PaddleDetection's
+  ``quant_config`` keys (``activation_preprocess_type: PACT`` for PACT clipping). The head's output
+  convs stay in float (``skip_quant``). ``export_quantized`` writes an inference model dir.
+- ``PTQ``: post-training quantization of an exported FP32 inference model with
+  ``paddleslim.quant.quant_post_static``, calibrated on ``quant_batch_num`` batches.
+
+Both write PaddleDetection's deploy layout (``model.pdmodel``, ``model.pdiparams`` with int8
+weights, ``infer_cfg.yml``): Paddle Inference runs it, ``deploy/lite/convert.py`` turns it into a
+Paddle Lite ``.nb``. Fake-quantized dygraph accuracy and engine accuracy can differ, so
+``evaluate_inference_model`` measures mAP through Paddle Inference itself.
+"""
+import difflib
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import yaml
+
+from ..core.errors import ConfigError
+from ..core.registry import register
+from ..utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+__all__ = ["QAT", "PTQ", "export_quantized", "calibration_batches", "inference_predictor",
+           "run_inference", "evaluate_inference_model", "inference_latency", "model_size"]
+
+# PaddleSlim dygraph QAT config keys (PaddleDetection's quant_config) and their types
+QAT_KEYS = {"weight_preprocess_type": (str, type(None)), "activation_preprocess_type": (str, type(None)),
+            "weight_quantize_type": str, "activation_quantize_type": str, "weight_bits": int,
+            "activation_bits": int, "dtype": str, "window_size": int, "moving_rate": float,
+            "quantizable_layer_type": list, "fuse_conv_bn": bool, "onnx_format": bool}
+# PaddleDetection's dygraph PTQ quantizer names → quant_post_static arguments
+ACT_ALGOS = {"HistQuantizer": "hist", "KLQuantizer": "KL", "AbsmaxQuantizer": "abs_max",
+             "AvgQuantizer": "avg", "MSEQuantizer": "mse", "hist": "hist", "KL": "KL",
+             "abs_max": "abs_max", "avg": "avg", "mse": "mse"}
+WEIGHT_TYPES = {"PerChannelAbsmaxQuantizer": "channel_wise_abs_max", "AbsmaxQuantizer": "abs_max",
+                "channel_wise_abs_max": "channel_wise_abs_max", "abs_max": "abs_max"}
+
+
+def _input_spec(image_shape: Sequence[Optional[int]], names: Sequence[str] = ("image", "im_shape", "scale_factor")):
+    spec = {"image": paddle.static.InputSpec(list(image_shape), "float32", "image"),
+            "im_shape": paddle.static.InputSpec([None, 2], "float32", "im_shape"),
+            "scale_factor": paddle.static.InputSpec([None, 2], "float32", "scale_factor")}
+    return [{k: v for k, v in spec.items() if k in names}]
+
+
+@register
+class QAT:
+    """``QAT(quant_config, print_model)``; ``qat(model)`` quantizes ``model`` in place."""
+
+    def __init__(self, quant_config: Optional[Dict[str, Any]] = None, print_model: bool = False):
+        config = dict(quant_config or {})
+        for key, value in config.items():
+            if key not in QAT_KEYS:
+                raise ConfigError(f"QAT.quant_config: unknown key {key!r}; closest: "
+                                  f"{difflib.get_close_matches(key, QAT_KEYS, 3) or sorted(QAT_KEYS)}")
+            if QAT_KEYS[key] is float and isinstance(value, int):
+                config[key] = float(value)
+            elif not isinstance(config[key], QAT_KEYS[key]):
+                raise ConfigError(f"QAT.quant_config.{key}: {value!r} has the wrong type")
+        if config.get("activation_preprocess_type") not in (None, "PACT"):
+            raise ConfigError(f"QAT.quant_config.activation_preprocess_type "
+                              f"{config['activation_preprocess_type']!r}: expected PACT or null")
+        self.quant_config = config
+        self.print_model = print_model
+        self.quanter = None
+
+    @property
+    def pact(self) -> bool:
+        return self.quant_config.get("activation_preprocess_type") == "PACT"
+
+    def __call__(self, model: nn.Layer) -> nn.Layer:
+        import paddleslim
+
+        self.quanter = paddleslim.dygraph.quant.QAT(config=self.quant_config)
+        self.quanter.quantize(model)
+        if self.print_model:
+            logger.info(f"quantized model:\n{model}")
+        return model
+
+    def save_quantized_model(self, model: nn.Layer, path: str, input_spec=None) -> None:
+        """Save ``model`` (quantized by this QAT) as an int8 inference program at ``path``.*.
+
+        PACT layers are dropped on the way (PaddleSlim rebuilds the model without them)."""
+        if self.quanter is None:
+            raise RuntimeError("QAT.save_quantized_model: call qat(model) first")
+        training = model.training
+        model.eval()
+        try:
+            self.quanter.save_quantized_model(model, path, input_spec=input_spec)
+        finally:
+            if not paddle.in_dynamic_mode():  # PaddleSlim's PACT removal leaves static mode on
+                paddle.disable_static()
+            if training:
+                model.train()
+
+
+def _write_infer_cfg(cfg: Dict[str, Any], save_dir: str, image_shape, labels=None) -> None:
+    from ..engine.export import infer_cfg
+    from ..engine.predictor import label_list
+
+    content = infer_cfg(cfg, image_shape, labels if labels is not None else label_list(cfg))
+    with open(os.path.join(save_dir, "infer_cfg.yml"), "w") as f:
+        yaml.safe_dump(dict(content), f, sort_keys=False, default_flow_style=False)
+
+
+def export_quantized(cfg: Dict[str, Any], model: nn.Layer, qat: QAT, save_dir: str,
+                     labels: Optional[List[str]] = None) -> str:
+    """Write a QAT ``model`` as an inference model dir (deploy layout); returns ``save_dir``."""
+    from ..engine.export import image_shape_of
+
+    os.makedirs(save_dir, exist_ok=True)
+    image_shape = image_shape_of(cfg)
+    _write_infer_cfg(cfg, save_dir, image_shape, labels)
+    qat.save_quantized_model(model, os.path.join(save_dir, "model"), _input_spec(image_shape))
+    logger.info(f"exported quantized model {save_dir} ({model_size(save_dir) / 2**20:.2f} MiB)")
+    return save_dir
+
+
+@register
+class PTQ:
+    """``PTQ(ptq_config, quant_batch_num, output_dir, fuse, fuse_list)`` (PaddleDetection's keys).
+
+    ``ptq_config``: ``activation_quantizer`` (HistQuantizer | KLQuantizer | AbsmaxQuantizer |
+    AvgQuantizer | MSEQuantizer), ``weight_quantizer`` (PerChannelAbsmaxQuantizer |
+    AbsmaxQuantizer), ``hist_percent``, ``upsample_bins`` (PaddleSlim's dygraph histogram only;
+    ignored here), ``onnx_format``, ``skip_tensor_list``. ``fuse`` folds BatchNorm into convs first.
+    """
+
+    def __init__(self, ptq_config: Optional[Dict[str, Any]] = None, quant_batch_num: int = 10,
+                 output_dir: str = "output_inference", fuse: bool = True, fuse_list=None):
+        cfg = dict(ptq_config or {})
+        act = cfg.pop("activation_quantizer", "HistQuantizer")
+        weight = cfg.pop("weight_quantizer", "PerChannelAbsmaxQuantizer")
+        if act not in ACT_ALGOS:
+            raise ConfigError(f"PTQ.ptq_config.activation_quantizer {act!r}: expected one of "
+                              f"{[k for k in ACT_ALGOS if k.endswith('Quantizer')]}")
+        if weight not in WEIGHT_TYPES:
+            raise ConfigError(f"PTQ.ptq_config.weight_quantizer {weight!r}: expected one of "
+                              f"{[k for k in WEIGHT_TYPES if k.endswith('Quantizer')]}")
+        cfg.pop("upsample_bins", None)
+        self.kwargs = {"algo": ACT_ALGOS[act], "weight_quantize_type": WEIGHT_TYPES[weight],
+                       "hist_percent": float(cfg.pop("hist_percent", 0.9999)),
+                       "onnx_format": bool(cfg.pop("onnx_format", True)),
+                       "skip_tensor_list": cfg.pop("skip_tensor_list", None),
+                       "optimize_model": bool(fuse)}
+        if cfg:
+            raise ConfigError(f"PTQ.ptq_config: unknown keys {sorted(cfg)}; known: activation_quantizer, "
+                              "weight_quantizer, hist_percent, upsample_bins, onnx_format, skip_tensor_list")
+        if int(quant_batch_num) < 1:
+            raise ConfigError(f"PTQ.quant_batch_num {quant_batch_num}: needs at least 1 batch")
+        self.quant_batch_num = int(quant_batch_num)
+        self.output_dir = output_dir
+        self.fuse, self.fuse_list = fuse, fuse_list
+
+    def quantize(self, fp32_dir: str, save_dir: str, batches: List[Dict[str, np.ndarray]]) -> str:
+        """Quantize the inference model in ``fp32_dir`` into ``save_dir`` (``infer_cfg.yml``
+        copied), calibrating on ``batches`` (dicts of input arrays). Returns ``save_dir``."""
+        import shutil
+
+        from paddleslim.quant import quant_post_static
+
+        if not batches:
+            raise ConfigError("PTQ: no calibration batches (is the calibration dataset empty?)")
+        names = inference_predictor(fp32_dir).get_input_names()
+        samples = [[b[n][i] for n in names] for b in batches[: self.quant_batch_num]
+                   for i in range(len(b[names[0]]))]
+        batch_size = len(batches[0][names[0]])
+
+        class Calibration(paddle.io.Dataset):
+            def __len__(self):
+                return len(samples)
+
+            def __getitem__(self, i):
+                return tuple(samples[i])
+
+        paddle.enable_static()
+        try:
+            feeds = [paddle.static.data(n, [-1] + list(batches[0][n].shape[1:]), "float32")
+                     for n in names]
+            loader = paddle.io.DataLoader(Calibration(), feed_list=feeds, return_list=False,
+                                          batch_size=batch_size, shuffle=False, drop_last=False)
+            quant_post_static(paddle.static.Executor(paddle.CPUPlace()), fp32_dir, save_dir,
+                              data_loader=loader, model_filename="model.pdmodel",
+                              params_filename="model.pdiparams", batch_nums=self.quant_batch_num,
+                              **self.kwargs)
+        finally:
+            paddle.disable_static()
+        shutil.copy(os.path.join(fp32_dir, "infer_cfg.yml"), save_dir)
+        logger.info(f"post-quantized {fp32_dir} -> {save_dir} on {len(samples)} images "
+                    f"({model_size(save_dir) / 2**20:.2f} MiB)")
+        return save_dir
+
+
+def calibration_batches(cfg: Dict[str, Any], num_batches: int, source: str = "TrainDataset",
+                        batch_size: Optional[int] = None) -> List[Dict[str, np.ndarray]]:
+    """The first ``num_batches`` batches of ``source`` through EvalReader's deterministic
+    transforms, as dicts of ``image`` / ``im_shape`` / ``scale_factor`` arrays. ``source`` is a
+    dataset key of ``cfg`` (``TrainDataset``, ``EvalDataset``) or a folder of images."""
+    from ..core.config import section
+    from ..data.image_folder import ImageFolder
+    from ..data.loader import build_dataloader
+    from ..engine.trainer import build_dataset
+
+    if source in ("TrainDataset", "EvalDataset", "TestDataset"):
+        ds = build_dataset(cfg, source)
+    elif os.path.isdir(source):
+        ds = ImageFolder(image_dir=[source])
+    else:
+        raise ConfigError(f"calibration source {source!r}: expected TrainDataset, EvalDataset or "
+                          "an existing folder of images")
+    loader = build_dataloader(section(cfg, "EvalReader"), ds, int(cfg.get("num_classes", 80)),
+                              "eval", worker_num=0, batch_size=batch_size, shuffle=False)
+    batches = []
+    for batch in loader:
+        batches.append({k: np.asarray(batch[k]) for k in ("image", "im_shape", "scale_factor")})
+        if len(batches) >= num_batches:
+            break
+    return batches
+
+
+def inference_predictor(model_dir: str, cpu_threads: int = 1, enable_mkldnn: bool = False):
+    """A CPU Paddle Inference predictor over ``model_dir``/model.pdmodel."""
+    from paddle.inference import Config, create_predictor
+
+    prog = os.path.join(model_dir, "model.pdmodel")
+    if not os.path.isfile(prog):
+        raise ConfigError(f"{prog} not found: export the model first (tools/export_model.py)")
+    config = Config(prog, os.path.join(model_dir, "model.pdiparams"))
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(cpu_threads)
+    if enable_mkldnn:
+        config.set_mkldnn_cache_capacity(10)
+        config.enable_mkldnn()
+    config.disable_glog_info()
+    config.enable_memory_optim()
+    config.switch_use_feed_fetch_ops(False)
+    return create_predictor(config)
+
+
+def run_inference(predictor, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Feed the inputs the predictor takes, run once, return its outputs (``bbox``, ``bbox_num``)."""
+    for name in predictor.get_input_names():
+        predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(inputs[name], np.float32))
+    predictor.run()
+    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
+
+
+def evaluate_inference_model(model_dir: str, cfg: Dict[str, Any], output_eval: Optional[str] = None,
+                             enable_mkldnn: bool = False) -> Dict[str, float]:
+    """COCO mAP of an exported model run by Paddle Inference on ``cfg``'s EvalDataset (EvalReader
+    preprocessing, as in training-time evaluation)."""
+    from ..core.config import section
+    from ..data.loader import build_dataloader
+    from ..engine.trainer import build_dataset
+    from ..metrics.coco_metric import COCOMetric
+
+    ds = build_dataset(cfg, "EvalDataset")
+    loader = build_dataloader(section(cfg, "EvalReader"), ds, int(cfg.get("num_classes", 80)),
+                              "eval", worker_num=0)
+    metric = COCOMetric(ds.get_anno(), {v: k for k, v in ds.catid2clsid.items()}, output_eval=output_eval)
+    predictor = inference_predictor(model_dir, enable_mkldnn=enable_mkldnn)
+    for batch in loader:
+        bbox, bbox_num = run_inference(predictor, {k: np.asarray(v) for k, v in batch.items()
+                                                   if k in ("image", "im_shape", "scale_factor")})[:2]
+        metric.update({"bbox": bbox, "bbox_num": bbox_num}, np.asarray(batch["im_id"]))
+    metrics = metric.accumulate()
+    metrics.pop("_eval", None)
+    return metrics
+
+
+def inference_latency(model_dir: str, image_shape: Sequence[int], cpu_threads: int = 1,
+                      enable_mkldnn: bool = False, warmup: int = 20, repeats: int = 100) -> float:
+    """Median milliseconds of one batch-1 ``predictor.run()`` (NMS included) on a random image."""
+    c, h, w = image_shape
+    inputs = {"image": np.random.RandomState(0).rand(1, c, h, w).astype(np.float32),
+              "im_shape": np.array([[h, w]], np.float32), "scale_factor": np.ones((1, 2), np.float32)}
+    predictor = inference_predictor(model_dir, cpu_threads, enable_mkldnn)
+    for _ in range(warmup):
+        run_inference(predictor, inputs)
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        predictor.run()
+        times.append(time.perf_counter() - tic)
+    return float(np.median(times) * 1000)
+
+
+def model_size(model_dir: str) -> int:
+    """Bytes of ``model.pdmodel`` + ``model.pdiparams``."""
+    return sum(os.path.getsize(os.path.join(model_dir, f)) for f in ("model.pdmodel", "model.pdiparams"))
