@@ -135,20 +135,18 @@ class DetectorPredictor:
                  batch_size: int = 1, cpu_threads: int = 1, enable_mkldnn: bool = False,
                  enable_mkldnn_bfloat16: bool = False, threshold: float = 0.5,
                  trt_min_shape: int = 1, trt_max_shape: int = 1280, trt_opt_shape: int = 640,
-                 trt_calib_mode: bool = False, _predictor=None, _cfg: DeployConfig = None):
-        self.cfg = _cfg or DeployConfig.load(model_dir)
+                 trt_calib_mode: bool = False):
+        self.cfg = DeployConfig.load(model_dir)
         self.threshold = threshold
         self.batch_size = batch_size
         self.ops = build_ops(self.cfg.preprocess)
-        if _predictor is None:
-            _predictor, self.config = load_predictor(
-                model_dir, run_mode=run_mode, batch_size=batch_size, device=device,
-                min_subgraph_size=self.cfg.min_subgraph_size,
-                use_dynamic_shape=self.cfg.use_dynamic_shape, trt_min_shape=trt_min_shape,
-                trt_max_shape=trt_max_shape, trt_opt_shape=trt_opt_shape,
-                trt_calib_mode=trt_calib_mode, cpu_threads=cpu_threads,
-                enable_mkldnn=enable_mkldnn, enable_mkldnn_bfloat16=enable_mkldnn_bfloat16)
-        self.predictor = _predictor
+        self.predictor, self.config = load_predictor(
+            model_dir, run_mode=run_mode, batch_size=batch_size, device=device,
+            min_subgraph_size=self.cfg.min_subgraph_size,
+            use_dynamic_shape=self.cfg.use_dynamic_shape, trt_min_shape=trt_min_shape,
+            trt_max_shape=trt_max_shape, trt_opt_shape=trt_opt_shape,
+            trt_calib_mode=trt_calib_mode, cpu_threads=cpu_threads,
+            enable_mkldnn=enable_mkldnn, enable_mkldnn_bfloat16=enable_mkldnn_bfloat16)
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
 
@@ -157,7 +155,7 @@ class DetectorPredictor:
         return self.cfg.label_list
 
     def clone(self) -> "DetectorPredictor":
-        """A predictor sharing this one's weights, for another thread."""
+        """A predictor sharing this one's weights (``predictor.clone()``), for another thread."""
         twin = object.__new__(DetectorPredictor)
         twin.__dict__.update(self.__dict__)
         twin.predictor = self.predictor.clone()
@@ -175,13 +173,14 @@ class DetectorPredictor:
     def run(self, repeats: int = 1) -> List[np.ndarray]:
         """Run the fed inputs ``repeats`` times; the outputs of the last run (``bbox``,
         ``bbox_num`` for a full export; raw head maps for an ``export.benchmark`` one)."""
-        for _ in range(repeats):
+        for _ in range(max(repeats, 1)):  # outputs are copied out every run, as PaddleDetection
             self.predictor.run()
             outputs = [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
         return outputs
 
     def postprocess(self, outputs: List[np.ndarray], threshold: Optional[float] = None,
                     num_images: int = 1) -> List[dict]:
+        """``run()`` outputs -> one ``{"boxes": [K,6]}`` per image, rows above ``threshold``."""
         threshold = self.threshold if threshold is None else threshold
         bbox = outputs[0]
         if bbox.ndim != 2 or bbox.shape[-1] != 6:

@@ -13,7 +13,7 @@ image_shape: [3,H,W]`` fixes H, W (TensorRT, ONNX, Lite like that); ``[3,-1,-1]`
 """
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import paddle
 import paddle.nn as nn

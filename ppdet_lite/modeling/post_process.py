@@ -168,7 +168,7 @@ def pad_empty_images(bbox: paddle.Tensor, bbox_num: paddle.Tensor):
     dummy = paddle.tile(paddle.to_tensor([[0., 0., 0., 0., 1., 1.]], dtype=bbox.dtype),
                         paddle.concat([n, paddle.ones([1], "int32")]))
     order = paddle.slice(paddle.argsort(key), [0], [0],
-                         k + paddle.cast(paddle.sum(empty), k.dtype).reshape([1]))
+                         k + paddle.cast(paddle.sum(empty, axis=0, keepdim=True), k.dtype).reshape([1]))
     out = paddle.gather(paddle.concat([bbox, dummy]), order)
     return out, paddle.cast(num + empty, bbox_num.dtype)
 

@@ -28,7 +28,7 @@ from ..utils.logger import get_logger
 logger = get_logger(__name__)
 
 __all__ = ["QAT", "PTQ", "export_quantized", "calibration_batches", "inference_predictor",
-           "run_inference", "evaluate_inference_model", "inference_latency", "model_size"]
+           "run_inference", "evaluate_inference_model", "random_inputs", "inference_latency", "model_size"]
 
 # PaddleSlim dygraph QAT config keys (PaddleDetection's quant_config) and their types
 QAT_KEYS = {"weight_preprocess_type": (str, type(None)), "activation_preprocess_type": (str, type(None)),
@@ -275,21 +275,33 @@ def evaluate_inference_model(model_dir: str, cfg: Dict[str, Any], output_eval: O
     return metrics
 
 
-def inference_latency(model_dir: str, image_shape: Sequence[int], cpu_threads: int = 1,
-                      enable_mkldnn: bool = False, warmup: int = 20, repeats: int = 100) -> float:
-    """Median milliseconds of one batch-1 ``predictor.run()`` (NMS included) on a random image."""
+def random_inputs(image_shape: Sequence[int]) -> Dict[str, np.ndarray]:
+    """Batch-1 model inputs for a random ``image_shape`` (C, H, W) image."""
     c, h, w = image_shape
-    inputs = {"image": np.random.RandomState(0).rand(1, c, h, w).astype(np.float32),
-              "im_shape": np.array([[h, w]], np.float32), "scale_factor": np.ones((1, 2), np.float32)}
-    predictor = inference_predictor(model_dir, cpu_threads, enable_mkldnn)
-    for _ in range(warmup):
-        run_inference(predictor, inputs)
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        predictor.run()
-        times.append(time.perf_counter() - tic)
-    return float(np.median(times) * 1000)
+    return {"image": np.random.RandomState(0).rand(1, c, h, w).astype(np.float32),
+            "im_shape": np.array([[h, w]], np.float32), "scale_factor": np.ones((1, 2), np.float32)}
+
+
+def inference_latency(model_dirs: Sequence[str], inputs: Dict[str, np.ndarray], cpu_threads: int = 1,
+                      enable_mkldnn: bool = False, warmup: int = 20, rounds: int = 5,
+                      runs: int = 20) -> List[float]:
+    """Median milliseconds of one ``predictor.run()`` on ``inputs`` for each model dir.
+
+    The models take turns (``rounds`` × ``runs`` timed runs each, after ``warmup``), so a change
+    in machine load during the measurement affects all of them alike."""
+    predictors = [inference_predictor(d, cpu_threads, enable_mkldnn) for d in model_dirs]
+    times: List[List[float]] = [[] for _ in predictors]
+    for p in predictors:
+        for _ in range(warmup):
+            run_inference(p, inputs)
+    for _ in range(rounds):
+        for p, t in zip(predictors, times):
+            run_inference(p, inputs)
+            for _ in range(runs):
+                tic = time.perf_counter()
+                p.run()
+                t.append(time.perf_counter() - tic)
+    return [float(np.median(t) * 1000) for t in times]
 
 
 def model_size(model_dir: str) -> int:

@@ -8,7 +8,6 @@ import sys
 from types import SimpleNamespace
 
 import cv2
-import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

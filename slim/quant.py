@@ -1,0 +1,84 @@
+"""Quantization-aware training (QAT, optionally PACT), then an int8 inference model:
+
+    python slim/quant.py -c configs/ppyolo_tiny_shapes.yml \\
+        --slim_config configs/slim/quant/ppyolo_tiny_shapes_qat.yml [--lite arm] [-o key=value ...]
+
+Loads the slim config's pretrain_weights (the trained FP32 model), evaluates it, quantizes the
+model (head output convs stay float), fine-tunes for the slim config's epochs, writes
+<output_dir>/<slim config name>/ (model.pdmodel, model.pdiparams, infer_cfg.yml), evaluates that
+model in Paddle Inference and prints FP32 vs INT8 mAP and sizes. --lite also writes a Paddle Lite
+.nb (deploy/lite/convert.py). Run it from the repository root.
+"""
+import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import ppdet_lite  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, help="model config, e.g. configs/ppyolo_tiny_shapes.yml")
+    p.add_argument("--slim_config", required=True, help="a slim: QAT config (configs/slim/quant/)")
+    p.add_argument("--output_dir", default="output_inference", help="the int8 model dir goes here")
+    p.add_argument("--no_eval", action="store_true", help="skip the FP32 and INT8 evaluations")
+    p.add_argument("--lite", choices=["arm", "x86"], help="also convert to a Paddle Lite .nb")
+    p.add_argument("-o", "--opt", nargs="*", default=[], help="config overrides, key=value")
+    return p.parse_args(argv)
+
+
+def lite_convert(model_dir: str, target: str) -> str:
+    """``deploy/lite/convert.py``'s ``convert``; returns the .nb path."""
+    sys.path.insert(0, os.path.join(ROOT, "deploy", "lite"))
+    from convert import convert
+
+    return os.path.join(convert(model_dir, target), "model.nb")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import paddle
+
+    from ppdet_lite.core.registry import create
+    from ppdet_lite.engine.checkpoint import load_weights
+    from ppdet_lite.engine.trainer import Trainer
+    from ppdet_lite.slim import evaluate_inference_model, export_quantized, load_slim_config, rebuild_optimizer
+    from ppdet_lite.slim.quant import model_size
+
+    paddle.set_device("cpu")
+    cfg, _ = load_slim_config(args.config, args.slim_config, args.opt)
+    if cfg["slim"] != "QAT":
+        raise ppdet_lite.ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs QAT")
+    qat = create("QAT", cfg.get("QAT") or {}, where=f"{args.slim_config}: QAT")
+    weights = cfg.get("pretrain_weights")
+    if not weights:
+        raise ppdet_lite.ConfigError(f"{args.slim_config}: set pretrain_weights to the trained FP32 model")
+    run = ppdet_lite.core.Config({**cfg, "pretrain_weights": ""})  # loaded strictly below
+    trainer = Trainer(run, mode="train", seed=cfg.get("seed", 0))
+    load_weights(trainer.model, weights)
+    fp32 = trainer.evaluate() if not args.no_eval else {}
+    qat(trainer.model)
+    rebuild_optimizer(trainer)
+    print(f"== QAT fine-tune ({'PACT, ' if qat.pact else ''}{cfg.get('epoch')} epochs)")
+    trainer.train(validate=not args.no_eval)
+    save_dir = export_quantized(cfg, trainer.model, qat, os.path.join(args.output_dir, cfg["filename"]))
+    int8 = evaluate_inference_model(save_dir, cfg) if not args.no_eval else {}
+    nb = lite_convert(save_dir, args.lite) if args.lite else None
+
+    print(f"\n{'model':<24} {'mAP':>6} {'AP50':>6} {'size(MiB)':>9}")
+    print(f"{'FP32 (dygraph)':<24} {fp32.get('AP', float('nan')):6.3f} {fp32.get('AP50', float('nan')):6.3f}")
+    print(f"{'QAT INT8 (Inference)':<24} {int8.get('AP', float('nan')):6.3f} "
+          f"{int8.get('AP50', float('nan')):6.3f} {model_size(save_dir) / 2**20:9.2f}")
+    if nb:
+        print(f"{'QAT INT8 Lite ' + args.lite:<24} {'':>6} {'':>6} {os.path.getsize(nb) / 2**20:9.2f}")
+    print(f"int8 model: {save_dir}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ppdet_lite.ConfigError as e:
+        raise SystemExit(f"error: {e}")
