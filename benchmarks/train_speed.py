@@ -62,7 +62,7 @@ def reader_cfg(cfg, batch_size, size=None):
     if size:  # one input size, so that train steps of both models see identical shapes
         for op in reader["batch_transforms"]:
             if "BatchRandomResize" in op:
-                op["BatchRandomResize"].update(target_size=[size], random_size=False)
+                op["BatchRandomResize"]["target_size"] = [size]
     return reader
 
 

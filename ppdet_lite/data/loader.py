@@ -8,11 +8,10 @@ dicts of paddle Tensors: ``image`` [N,3,H,W] float32, ``im_shape`` / ``scale_fac
 Randomness: each worker seeds numpy/random from (seed, epoch, worker id).
 """
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from numbers import Number
 from typing import Any, Dict, List, Optional
 
-import cv2
 import numpy as np
 from paddle.io import DataLoader, DistributedBatchSampler
 
@@ -50,13 +49,20 @@ def _describe(sample) -> str:
     return "?"
 
 
+ERROR_KEY = "__error__"  # a failed sample/batch travels to the main process under this key
+
+
 class Compose:
-    """Run ops in order; any failure becomes a DatasetError naming the op and the image."""
+    """Run ops in order; any failure becomes a DatasetError naming the op and the image.
 
-    def __init__(self, ops: List[Any], where: str):
-        self.ops, self.where = ops, where
+    With ``catch`` the error is returned as ``{ERROR_KEY: message}`` instead of raised: Paddle's
+    loader turns an exception in a worker into an opaque "Blocking queue is killed" error, so the
+    loader carries the message out as data and raises it in the main process."""
 
-    def __call__(self, sample):
+    def __init__(self, ops: List[Any], where: str, catch: bool = False):
+        self.ops, self.where, self.catch = ops, where, catch
+
+    def _run(self, sample):
         name = _describe(sample)
         for i, op in enumerate(self.ops):
             try:
@@ -67,6 +73,14 @@ class Compose:
                 raise DatasetError(f"{self.where}[{i}] {type(op).__name__} failed on {name}: "
                                    f"{type(e).__name__}: {e}") from e
         return sample
+
+    def __call__(self, sample):
+        if not self.catch:
+            return self._run(sample)
+        try:
+            return self._run(sample)
+        except DatasetError as e:
+            return {ERROR_KEY: str(e)}
 
 
 def collate(samples: List[dict], collate_batch: bool = True) -> Dict[str, Any]:
@@ -91,16 +105,25 @@ def collate(samples: List[dict], collate_batch: bool = True) -> Dict[str, Any]:
 
 
 class BatchCompose(Compose):
-    def __init__(self, ops: List[Any], where: str, collate_batch: bool = True):
-        super().__init__(ops, where)
+    def __init__(self, ops: List[Any], where: str, collate_batch: bool = True, catch: bool = False):
+        super().__init__(ops, where, catch)
         self.collate_batch = collate_batch
 
-    def __call__(self, samples: List[dict]) -> Dict[str, Any]:
-        samples = super().__call__(list(samples))
+    def _run(self, samples: List[dict]) -> Dict[str, Any]:
+        failed = [s[ERROR_KEY] for s in samples if ERROR_KEY in s]
+        if failed:
+            raise DatasetError(failed[0])
+        samples = super()._run(list(samples))
         for s in samples:
             for key in DROPPED_KEYS:
                 s.pop(key, None)
         return collate(samples, self.collate_batch)
+
+    def __call__(self, samples: List[dict]) -> Dict[str, Any]:
+        out = super().__call__(samples)
+        if ERROR_KEY in out:  # as bytes: the loader converts batch values to tensors
+            return {ERROR_KEY: np.frombuffer(out[ERROR_KEY].encode("utf-8"), np.uint8).copy()}
+        return out
 
 
 class DetLoader:
@@ -142,7 +165,16 @@ class DetLoader:
             random.seed(self._seed_for(0))
         it = iter(self.dataloader)  # forks the workers, which read self.epoch
         self.epoch += 1
-        return it
+        return self._checked(it)
+
+    @staticmethod
+    def _checked(batches):
+        for batch in batches:
+            if ERROR_KEY in batch:
+                err = batch[ERROR_KEY]
+                err = err.numpy() if hasattr(err, "numpy") else np.asarray(err)
+                raise DatasetError(err.tobytes().decode("utf-8"))
+            yield batch
 
 
 def build_dataloader(reader_cfg: Dict[str, Any], dataset: DetDataset, num_classes: int,
@@ -171,12 +203,14 @@ def build_dataloader(reader_cfg: Dict[str, Any], dataset: DetDataset, num_classe
     if dataset.roidbs is None:
         dataset.parse_dataset()
     sample_ops = Compose(build_ops(cfg.get("sample_transforms"), num_classes,
-                                   f"{where}.sample_transforms"), f"{where}.sample_transforms")
+                                   f"{where}.sample_transforms"), f"{where}.sample_transforms",
+                         catch=True)
     batch_ops = BatchCompose(build_ops(cfg.get("batch_transforms"), num_classes,
                                        f"{where}.batch_transforms"), f"{where}.batch_transforms",
-                             collate_batch=cfg.get("collate_batch", True))
+                             collate_batch=cfg.get("collate_batch", True), catch=True)
     dataset.set_transform(sample_ops)
-    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1))
+    has_mixup = any("Mixup" in spec for spec in cfg.get("sample_transforms") or [])
+    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1) if has_mixup else -1)  # pairs need Mixup
     if len(dataset) < batch_size and drop_last:
         raise DatasetError(f"{where}: the dataset has {len(dataset)} images, fewer than batch_size "
                            f"{batch_size} with drop_last: lower batch_size or set drop_last: false")
