@@ -12,10 +12,16 @@ def main():
     parser.add_argument("--output_eval", default=None, help="directory for bbox.json (default: save_dir/<config>)")
     parser.add_argument("--classwise", action="store_true", help="print AP per class")
     parser.add_argument("--bias", action="store_true", help="add 1 to box w/h (weights from before the dygraph era)")
+    parser.add_argument("--map_type", choices=["11point", "integral"], default=None, help="VOC mAP type")
+    parser.add_argument("--confusion_score_thresh", type=float, default=0.25,
+                        help="score threshold for the --classwise confusion matrix")
     args = parser.parse_args()
 
     cfg = ppdet_lite.load_config(args.config, args.opt)
-    cfg.update(output_eval=args.output_eval, classwise=args.classwise, bias=1.0 if args.bias else 0.0)
+    cfg.update(output_eval=args.output_eval, classwise=args.classwise, bias=1.0 if args.bias else 0.0,
+               confusion_score_thresh=args.confusion_score_thresh)
+    if args.map_type:
+        cfg["map_type"] = args.map_type
     from ppdet_lite.engine.trainer import Trainer
 
     trainer = Trainer(cfg, mode="eval")
@@ -23,7 +29,8 @@ def main():
         raise SystemExit("no weights to evaluate: pass -o weights=<path to .pdparams>")
     ppdet_lite.load_weights(trainer.model, cfg["weights"])
     metrics = trainer.evaluate()
-    print(f"bbox mAP@[.5:.95] {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}")
+    name = "VOC mAP" if cfg.get("metric") == "VOC" else "bbox mAP@[.5:.95]"
+    print(f"{name} {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}")
     for name, ap in (metrics.get("per_class") or {}).items():
         print(f"  {name:<20s} AP {ap:.4f}")
 

@@ -115,6 +115,26 @@ def zero_d_reductions(pdmodel: str) -> list:
     return bad
 
 
+def zero_d_constants(pdmodel: str) -> list:
+    """0-D ``fill_constant`` ops (a Python scalar met a tensor, e.g. ``x ** 0.5``), each with the
+    inputs it feeds. The Lite runtime aborts on them ("fill_constant ... no valid out_shape"),
+    measured on x86: this is what stops PaddleDetection's IoU-aware PP-YOLOv2."""
+    ops = program_op_descs(pdmodel)
+    uses = {}
+    for op in ops:
+        for slot in op.inputs:
+            for name in slot.arguments:
+                uses.setdefault(name, []).append(f"{op.type}.{slot.parameter}")
+    found = []
+    for op in ops:
+        shape = {a.name: a for a in op.attrs}.get("shape")
+        if op.type == "fill_constant" and shape is not None and not (shape.ints or shape.longs) \
+                and not any(slot.arguments for slot in op.inputs):  # no shape/value tensor input
+            out = op.outputs[0].arguments[0]
+            found.append(f"fill_constant {out} -> {', '.join(uses.get(out, ['(unused)']))}")
+    return found
+
+
 def runtime_config(output_dir: str, threshold: float, cpu_threads: int) -> dict:
     """PaddleDetection's ``det_runtime_config.json`` keys for the C++ Lite demo."""
     return {"model_dir_det": output_dir, "batch_size_det": 1, "threshold_det": threshold,
@@ -142,6 +162,11 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
                                       "x86 runtime segfaults on; reduce with keepdim=True")
     elif zero_d:
         print(f"warning: {zero_d} produce 0-D tensors, which Paddle Lite may reject")
+    constants = zero_d_constants(pdmodel)
+    if constants:
+        blockers["0-D constants"] = (f"{constants}: the Lite runtime aborts on them (fill_constant "
+                                     "'no valid out_shape'); write paddle.pow(x, 0.5) for x ** 0.5, "
+                                     "or build the constant with shape [1]")
     if blockers:
         raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
                          f"{blockers}. Re-export with a model that avoids them.")

@@ -21,11 +21,11 @@ GLOBAL_KEYS = {
     "log_iter", "save_dir", "snapshot_epoch", "epoch", "weights", "pretrain_weights",
     "metric", "map_type", "use_ema", "ema_decay", "ema_decay_type", "ema_filter_no_grad",
     "cycle_epoch", "master_grad", "amp_level", "print_flops", "print_params", "find_unused_parameters",
-    "use_ema", "TrainDataset", "EvalDataset", "TestDataset", "TrainReader", "EvalReader",
+    "TrainDataset", "EvalDataset", "TestDataset", "TrainReader", "EvalReader",
     "TestReader", "LearningRate", "OptimizerBuilder", "export", "worker_num", "seed", "max_iters",
     "auto_scale_lr", "reference_batch_size", "eval_max_dets", "eval_score_threshold", "slim",
     "filename", "use_vdl", "vdl_log_dir", "classwise", "eval", "resume", "amp", "fleet",
-    "nan_check", "infer_draw_threshold",
+    "nan_check", "infer_draw_threshold", "bn_recalibrate_batches", "eval_nms_top_k",
 }
 
 

@@ -3,7 +3,8 @@
     onnx_path = export_onnx("output_inference/ppyolo_tiny")   # writes model.onnx beside model.pdmodel
 
 Graphs paddle2onnx cannot convert are refused before converting, naming the op and what to do:
-``deformable_conv`` (DCNv2 needs ONNX DeformConv, opset 19) and ``matrix_nms`` (no ONNX form).
+``deformable_conv`` (DCNv2 needs ONNX DeformConv, opset 19), ``matrix_nms`` (no ONNX form) and
+``multiclass_nms3`` with ``nms_top_k -1`` (paddle2onnx makes it keep one box).
 The check runs Paddle Inference and onnxruntime on one synthetic image and compares: the same set
 of ``bbox`` rows (NMS output order may differ) or allclose raw outputs.
 """
@@ -17,8 +18,9 @@ from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["ONNX_BLOCKERS", "program_ops", "check_convertible", "export_onnx", "onnx_run",
-           "paddle_run", "match_boxes", "synthetic_inputs"]
+__all__ = ["ONNX_BLOCKERS", "program_op_descs", "program_ops", "attr_blockers",
+           "check_convertible", "export_onnx", "onnx_run", "paddle_run", "match_boxes",
+           "synthetic_inputs"]
 
 MAX_OPSET = 18
 ONNX_BLOCKERS = {
@@ -27,18 +29,36 @@ ONNX_BLOCKERS = {
     "deformable_conv_v1": "deformable conv has no ONNX form below opset 19; export a model "
                           "without DCN (backbone dcn_v2_stages: [])",
     "matrix_nms": "paddle2onnx has no MatrixNMS; export with `-o export.nms=False` (decoded "
-                  "boxes + scores, run NMS yourself) or switch the NMS to MultiClassNMS "
-                  "(`-o BBoxPostProcess.nms.name=MultiClassNMS`)",
+                  "boxes + scores, run NMS yourself) or switch to MultiClassNMS: `-o "
+                  "\"BBoxPostProcess.nms={name: MultiClassNMS, keep_top_k: 100, nms_top_k: 1000, "
+                  "nms_threshold: 0.45, score_threshold: 0.01}\"`",
 }
 
 
-def program_ops(pdmodel: str) -> set:
-    """Op types in a ProgramDesc ``.pdmodel``."""
+def program_op_descs(pdmodel: str) -> list:
+    """OpDescs of a ProgramDesc ``.pdmodel``, all blocks."""
     from paddle.base.proto import framework_pb2
     desc = framework_pb2.ProgramDesc()
     with open(pdmodel, "rb") as f:
         desc.ParseFromString(f.read())
-    return {op.type for block in desc.blocks for op in block.ops}
+    return [op for block in desc.blocks for op in block.ops]
+
+
+def program_ops(pdmodel: str) -> set:
+    """Op types in a ProgramDesc ``.pdmodel``."""
+    return {op.type for op in program_op_descs(pdmodel)}
+
+
+def attr_blockers(pdmodel: str) -> Dict[str, str]:
+    """Ops ONNX takes but paddle2onnx 1.3.1 converts wrongly with the attributes they have:
+    ``multiclass_nms3`` with ``nms_top_k -1`` keeps 1 box in onnxruntime (measured: 1 of 43)."""
+    for op in program_op_descs(pdmodel):
+        attrs = {a.name: a.i for a in op.attrs}
+        if op.type == "multiclass_nms3" and attrs.get("nms_top_k", 0) < 0:
+            return {"multiclass_nms3": "nms_top_k -1 (all boxes) converts to an ONNX NMS that "
+                                       "keeps one box; set MultiClassNMS nms_top_k (e.g. 1000, "
+                                       "as PP-YOLO Tiny does)"}
+    return {}
 
 
 def check_convertible(model_dir: str) -> None:
@@ -46,10 +66,11 @@ def check_convertible(model_dir: str) -> None:
     pdmodel = os.path.join(model_dir, "model.pdmodel")
     if not os.path.isfile(pdmodel):
         raise ConfigError(f"{pdmodel} not found: export the model first (tools/export_model.py)")
-    bad = sorted(set(ONNX_BLOCKERS) & program_ops(pdmodel))
+    bad = {op: ONNX_BLOCKERS[op] for op in sorted(set(ONNX_BLOCKERS) & program_ops(pdmodel))}
+    bad.update(attr_blockers(pdmodel))
     if bad:
         raise ConfigError(f"{pdmodel} cannot be converted to ONNX: " +
-                          "; ".join(f"op {op!r}: {ONNX_BLOCKERS[op]}" for op in bad))
+                          "; ".join(f"op {op!r}: {why}" for op, why in bad.items()))
 
 
 def synthetic_inputs(model_dir: str, seed: int = 0) -> Dict[str, np.ndarray]:

@@ -135,7 +135,8 @@ class ModelEMA:
         self.decay, self.ema_decay_type, self.step = decay, ema_decay_type, 0
         self._last_decay = decay
         self.model = model
-        self.state = {k: paddle.zeros_like(v) for k, v in model.state_dict().items()}
+        self.live = model.state_dict()  # the model's own tensors, looked up once
+        self.state = {k: paddle.zeros_like(v) for k, v in self.live.items()}
 
     def _decay_now(self) -> float:
         if self.ema_decay_type == "threshold":
@@ -148,15 +149,14 @@ class ModelEMA:
     def update(self) -> None:
         d = self._decay_now()
         self._last_decay = d
-        current = self.model.state_dict()
         for k, v in self.state.items():
-            self.state[k] = d * v + (1 - d) * current[k].astype(v.dtype)
+            self.state[k] = d * v + (1 - d) * self.live[k]
         self.step += 1
 
     def apply(self) -> Dict[str, paddle.Tensor]:
         """The averaged weights, ready for ``set_state_dict``."""
         if self.step == 0:
-            return {k: v.clone() for k, v in self.model.state_dict().items()}
+            return {k: v.clone() for k, v in self.live.items()}
         if self.ema_decay_type == "exponential":
             return dict(self.state)
         correction = 1 - self._last_decay ** self.step

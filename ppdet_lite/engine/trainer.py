@@ -19,6 +19,8 @@ from ..core.config import section
 from ..core.errors import ConfigError
 from ..core.registry import create
 from ..metrics.coco_metric import COCOMetric
+from ..metrics.plots import classwise_report
+from ..metrics.voc_metric import VOCMetric
 from ..utils.logger import get_logger
 from .checkpoint import (load_checkpoint, load_weights, optimizer_state_from_structured,
                          optimizer_state_to_structured, save_checkpoint)
@@ -272,8 +274,32 @@ class Trainer:
         self.model.set_state_dict(self.ema.apply())
         return raw
 
+    @paddle.no_grad()
+    def recalibrate_bn(self, num_batches: int) -> None:
+        """Re-estimate BatchNorm statistics of the current (e.g. EMA) weights on training batches.
+
+        Opt-in (``bn_recalibrate_batches``, default 0 = PaddleDetection's behaviour). With small
+        batches and tiny deep feature maps, running statistics averaged over changing weights can
+        disagree badly with the weights being evaluated; an average over a few batches fixes that.
+        """
+        bns = [m for m in self.model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
+        saved = [m._momentum for m in bns]
+        self.model.train()
+        try:
+            for i, batch in enumerate(self.loader):
+                if i == num_batches:
+                    break
+                for m in bns:  # running = cumulative mean of the batch statistics seen so far
+                    m._momentum = i / (i + 1)
+                self.model(to_tensors(batch))
+        finally:
+            for m, momentum in zip(bns, saved):
+                m._momentum = momentum
+
     def _snapshot(self, epoch: int, validate: bool, final: bool) -> Optional[Dict[str, float]]:
         raw = self._eval_weights()
+        if int(self.cfg.get("bn_recalibrate_batches", 0)) > 0:
+            self.recalibrate_bn(int(self.cfg["bn_recalibrate_batches"]))
         metrics = None
         try:
             if self.rank == 0:
@@ -337,15 +363,22 @@ class Trainer:
             return
         self.eval_dataset, self.eval_loader = build_loader_for(self.cfg, "EvalDataset", "EvalReader", "eval")
         metric = self.cfg.get("metric", "COCO")
+        self.eval_out_dir = self.cfg.get("output_eval") or self.save_dir
+        classwise = bool(self.cfg.get("classwise"))
+        if metric == "VOC":
+            self.eval_names = None
+            self.metric = VOCMetric(class_num=self.num_classes, label_list=self.eval_dataset.get_label_list(),
+                                    records=self.eval_dataset.roidbs, map_type=self.cfg.get("map_type", "11point"),
+                                    classwise=classwise, output_eval=self.eval_out_dir,
+                                    confusion_score_thresh=float(self.cfg.get("confusion_score_thresh", 0.25)))
+            return
         if metric != "COCO":
-            raise ConfigError(f"metric {metric!r}: only COCO is implemented in this version")
+            raise ConfigError(f"{self.cfg.source('metric')}: metric {metric!r} is not one of COCO, VOC")
         catid2clsid = self.eval_dataset.catid2clsid
-        names = dict(zip(catid2clsid.keys(), self.eval_dataset.get_label_list())) \
-            if hasattr(self.eval_dataset, "get_label_list") else None
-        out_dir = self.cfg.get("output_eval") or self.save_dir
+        self.eval_names = dict(zip(catid2clsid.keys(), self.eval_dataset.get_label_list()))
         self.metric = COCOMetric(self.eval_dataset.get_anno(), {v: k for k, v in catid2clsid.items()},
-                                 output_eval=out_dir, classwise=bool(self.cfg.get("classwise")),
-                                 catid2name=names, bias=float(self.cfg.get("bias", 0.0)))
+                                 output_eval=self.eval_out_dir, classwise=classwise,
+                                 catid2name=self.eval_names, bias=float(self.cfg.get("bias", 0.0)))
 
     @contextlib.contextmanager
     def _capped_post_process(self):
@@ -397,6 +430,9 @@ class Trainer:
             n += len(im_ids)
         logger.info(f"evaluated {n} images in {time.time() - tic:.1f} s")
         metrics = self.metric.accumulate()
+        if self.cfg.get("classwise") and "_eval" in metrics:
+            logger.info("\n" + classwise_report(metrics["_eval"], self.eval_out_dir, catid2name=self.eval_names,
+                                                 score_thresh=float(self.cfg.get("confusion_score_thresh", 0.25))))
         metrics.pop("_eval", None)
         if training:
             self.model.train()

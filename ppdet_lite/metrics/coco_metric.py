@@ -45,6 +45,7 @@ def coco_eval(results: List[dict], anno_file: str, classwise: bool = False,
         return {name: 0.0 for name in STAT_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(anno_file)
+        gt.dataset.setdefault("info", {})  # pycocotools' loadRes needs it; many user files lack it
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "bbox")
         ev.evaluate()

@@ -5,8 +5,9 @@ OpenCV (no matplotlib). ``classwise_report(eval_obj, out_dir)`` does all of it a
 
 Confusion matrix layout: rows = ground-truth class, columns = predicted class, each with a last
 ``background`` entry: row ``background`` counts false detections, column ``background`` counts
-missed boxes. A detection (score >= ``score_thresh``) and a box pair up when their IoU is >=
-``iou_thresh``, greedily by IoU, one-to-one, whatever their classes.
+missed boxes. A detection (score >= ``score_thresh``) and a box may pair up when their IoU is
+>= ``iou_thresh``, whatever their classes; pairs are one-to-one: each detection keeps its best box,
+then each box its best detection (YOLOv5's rule).
 """
 import os
 from typing import Dict, List, Optional, Sequence, Tuple

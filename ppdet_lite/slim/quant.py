@@ -209,12 +209,17 @@ def calibration_batches(cfg: Dict[str, Any], num_batches: int, source: str = "Tr
     from ..engine.trainer import build_dataset
 
     if source in ("TrainDataset", "EvalDataset", "TestDataset"):
-        ds = build_dataset(cfg, source)
+        annotated = build_dataset(cfg, source)
+        annotated.check_or_download_dataset()
+        annotated.parse_dataset()
+        images = [r["im_file"] for r in annotated.roidbs]
     elif os.path.isdir(source):
-        ds = ImageFolder(image_dir=[source])
+        images = [source]
     else:
         raise ConfigError(f"calibration source {source!r}: expected TrainDataset, EvalDataset or "
                           "an existing folder of images")
+    ds = ImageFolder()  # images only: the annotations play no part in calibration
+    ds.set_images(images)
     loader = build_dataloader(section(cfg, "EvalReader"), ds, int(cfg.get("num_classes", 80)),
                               "eval", worker_num=0, batch_size=batch_size, shuffle=False)
     batches = []

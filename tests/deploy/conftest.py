@@ -1,9 +1,10 @@
 """Session fixtures for the deploy tests: test images, PaddleDetection's own Tiny exported by
-PaddleDetection's classes (in a subprocess: ppdet keeps global state), and ours exported by
-``ppdet_lite.engine.export`` together with its dygraph outputs."""
+PaddleDetection's classes (in a subprocess: ppdet keeps global state), ours exported by
+``ppdet_lite.engine.export`` together with its dygraph outputs, and the Lite venv's Python."""
 import zlib  # noqa: F401  (before paddle)
 import importlib.util
 import os
+import shutil
 import sys
 from types import SimpleNamespace
 
@@ -43,17 +44,20 @@ def ppdet_tiny(work):
     return out
 
 
-def our_tiny_cfg(extra=()):
+def our_cfg(config: str = "ppyolo_tiny", size: int = SIZE, extra=()):
+    """configs/<config>.yml at a fixed ``size`` input on CPU, plus ``extra`` overrides."""
     import ppdet_lite
-    return ppdet_lite.load_config(os.path.join(REPO, "configs", "ppyolo_tiny.yml"),
-                                  [f"TestReader.inputs_def.image_shape=[3,{SIZE},{SIZE}]",
+    return ppdet_lite.load_config(os.path.join(REPO, "configs", f"{config}.yml"),
+                                  [f"TestReader.inputs_def.image_shape=[3,{size},{size}]",
                                    "use_gpu=False", *extra])
 
 
-def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
-    """Build our Tiny, give it box-producing weights, run it in dygraph on ``image_files`` at each
-    input size in ``sizes`` (deploy preprocessing), then export; -> namespace(dir, dygraph, cfg,
-    weights: the .pdparams it was exported from)."""
+def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,),
+                config: str = "ppyolo_tiny", save_weights: bool = True):
+    """Build our ``config`` model (input ``sizes[0]``), give it box-producing weights, run it in
+    dygraph on ``image_files`` at each input size in ``sizes`` (deploy preprocessing), then
+    export; -> namespace(dir, dygraph, cfg, weights: the .pdparams it was exported from, or None
+    without ``save_weights``)."""
     import paddle
 
     import ppdet_lite
@@ -62,11 +66,11 @@ def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
     sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
     from preprocess import batch_inputs, build_ops, preprocess
 
-    cfg = our_tiny_cfg(extra)
+    cfg = our_cfg(config, sizes[0], extra)
     cfg["filename"] = name
     paddle.seed(0)
     model = ppdet_lite.build_model(cfg)
-    spread_scores(model, SIZE)
+    spread_scores(model, sizes[0])
     set_export_mode(model, cfg.get("export") or {})
     dygraph = {}
     for size in sizes:
@@ -78,10 +82,12 @@ def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,)):
             with paddle.no_grad():
                 out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
             dygraph[(size, path)] = {k: v.numpy() for k, v in out.items()}
-    assert image_shape_of(cfg)[2] in (SIZE, -1)
-    weights = str(work / f"{name}.pdparams")
-    paddle.save(model.state_dict(), weights)
-    model_dir = export_model(cfg, str(work / "ours"), model=model, labels=LABELS)
+    assert image_shape_of(cfg)[2] in (sizes[0], -1)
+    weights = str(work / f"{name}.pdparams") if save_weights else None
+    if weights:
+        paddle.save(model.state_dict(), weights)
+    model_dir = export_model(cfg, str(work / "ours"), model=model,
+                             labels=LABELS[:cfg["num_classes"]])
     return SimpleNamespace(dir=model_dir, dygraph=dygraph, cfg=cfg, weights=weights)
 
 
@@ -103,3 +109,16 @@ def run_boxes():
             cache[model_dir] = DetectorPredictor(model_dir)
         return cache[model_dir].predict([image], threshold)[0]["boxes"]
     return boxes
+
+
+@pytest.fixture(scope="session")
+def lite_python():
+    """The Lite venv's interpreter (created once per machine, then cached)."""
+    sys.path.insert(0, os.path.join(REPO, "deploy", "lite"))
+    import convert as lite
+    if not shutil.which("paddle_lite_opt") and lite.find_python310() is None:
+        pytest.skip("Python 3.10 is absent (paddlelite wheels stop at cp310): no Lite runtime")
+    try:
+        return os.path.join(lite.lite_venv(), "bin", "python")
+    except lite.LiteUnavailable as e:
+        pytest.skip(f"Paddle Lite venv unavailable: {e}")

@@ -29,7 +29,8 @@ def calibration_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
 def spread_scores(model, size: int, seed: int = 0) -> None:
     """Random BN statistics, then rescale each head output channel so that, on the calibration
     image, logits sit low with a short tail: scores spread over (0.005, 0.5) for a few classes.
-    Works on PaddleDetection's YOLOv3 and ours alike (same attribute names)."""
+    Works on PaddleDetection's YOLOv3 and ours alike (same attribute names), IoU-aware heads
+    included (their na IoU channels come first: median -> -1, max -> 2)."""
     import paddle
     rng = np.random.RandomState(seed)
     for name, p in model.state_dict().items():
@@ -42,21 +43,26 @@ def spread_scores(model, size: int, seed: int = 0) -> None:
     with paddle.no_grad():
         feats = model.neck(model.backbone({"image": paddle.to_tensor(im)}))
     nc = model.yolo_head.num_classes
+    iou = 1 if getattr(model.yolo_head, "iou_aware", False) else 0
     for conv, feat in zip(model.yolo_head.yolo_outputs, feats):
         with paddle.no_grad():
-            out = conv(feat).numpy()[0].reshape(3, 5 + nc, -1)  # per anchor: x, y, w, h, obj, cls
-        # logit' = median_target + (logit - median) * gain, mapping median -> lo and max -> hi
-        lo = np.zeros((3, 5 + nc))
-        hi = np.full((3, 5 + nc), 1.0)
-        lo[:, 4:], hi[:, 4] = -6.0, 0.5
+            out = conv(feat).numpy()[0]
+        na = out.shape[0] // (5 + iou + nc)
+        out = out.reshape(out.shape[0], -1)
+        # logit' = lo + (logit - median) * gain, mapping median -> lo and max -> hi
+        lo, hi = np.zeros((na, 5 + nc)), np.full((na, 5 + nc), 1.0)
+        lo[:, 4:], hi[:, 4] = -6.0, 0.5                 # objectness and classes
         hi[:, 5:] = -6.0
         hi[:, 5 + rng.permutation(nc)[:4]] = rng.uniform(0.0, 1.5, (1, 4))  # 4 "seen" classes
-        med, top = np.median(out, 2), out.max(2)
+        lo, hi = lo.reshape(-1), hi.reshape(-1)
+        if iou:
+            lo, hi = np.concatenate([np.full(na, -1.0), lo]), np.concatenate([np.full(na, 2.0), hi])
+        med, top = np.median(out, 1), out.max(1)
         gain = (hi - lo) / (top - med + 1e-6)
         w = conv.weight.numpy() * gain.reshape(-1, 1, 1, 1)
-        bias = lo - (med - conv.bias.numpy().reshape(3, -1)) * gain
+        bias = lo - (med - conv.bias.numpy()) * gain
         conv.weight.set_value(w.astype("float32"))
-        conv.bias.set_value(bias.reshape(-1).astype("float32"))
+        conv.bias.set_value(bias.astype("float32"))
 
 
 def normalized(im: np.ndarray, size: int) -> np.ndarray:
@@ -66,10 +72,10 @@ def normalized(im: np.ndarray, size: int) -> np.ndarray:
 
 
 def same_boxes(a: np.ndarray, b: np.ndarray, score_tol: float = 1e-4, box_tol: float = 1e-2,
-               keep_top_k: int = 100) -> None:
+               keep_top_k: int = 100) -> tuple:
     """Assert ``a``, ``b`` ([K,6]) hold the same boxes in any order. When ``a`` is cut at
     keep_top_k, rows tied within ``score_tol`` with the cut may be swapped out: those are not
-    required to match."""
+    required to match. Returns (max score diff, max coord diff in pixels) over the matched rows."""
     from ppdet_lite.engine.onnx_export import match_boxes
     a, b = np.asarray(a).reshape(-1, 6), np.asarray(b).reshape(-1, 6)
     assert len(a) == len(b), f"{len(a)} vs {len(b)} boxes"
@@ -77,6 +83,35 @@ def same_boxes(a: np.ndarray, b: np.ndarray, score_tol: float = 1e-4, box_tol: f
     sure_a, sure_b = a[a[:, 1] > cut], b[b[:, 1] > cut]
     assert match_boxes(sure_a, b, score_tol, box_tol) == len(sure_a)
     assert match_boxes(sure_b, a, score_tol, box_tol) == len(sure_b)
+    if not len(sure_a):
+        return 0.0, 0.0
+    diff = np.abs(sure_a[:, None, :] - b[None, :, :]).astype("float64")
+    diff[diff[..., 0] != 0] = np.inf  # other class: never the partner
+    best = (diff[..., 1] / score_tol + diff[..., 2:].max(-1) / box_tol).argmin(1)
+    pair = diff[np.arange(len(sure_a)), best]
+    return float(pair[:, 1].max()), float(pair[:, 2:].max())
+
+
+def check_lite_x86(model_dir: str, image_files, lite_python: str, run_boxes, out_dir: str,
+                   min_boxes: int = 10) -> tuple:
+    """Convert ``model_dir`` to an x86 .nb, run it with deploy/lite/run_lite.py on every image and
+    assert the boxes equal Paddle Inference's; -> (max score diff, max coord diff)."""
+    import json
+    sys.path.insert(0, os.path.join(REPO, "deploy", "lite"))
+    import convert as lite
+    out = lite.convert(model_dir, "x86", out_dir)
+    assert {"model.nb", "infer_cfg.json", "det_runtime_config.json"} <= set(os.listdir(out))
+    result = out_dir + ".json"
+    run([lite_python, "deploy/lite/run_lite.py", "--lite_dir", out, "--threshold", "0",
+         "--save_json", result, "--image_file", *image_files])
+    diffs = []
+    with open(result) as f:
+        items = json.load(f)
+    for item, path in zip(items, image_files):
+        ref = run_boxes(model_dir, path)
+        assert len(ref) > min_boxes
+        diffs.append(same_boxes(ref, np.array(item["boxes"]), score_tol=1e-4, box_tol=1e-2))
+    return tuple(np.max(diffs, 0))
 
 
 def dygraph_boxes(out: dict) -> np.ndarray:

@@ -1,0 +1,97 @@
+"""Small shapes configs and a model trained on one fixed batch, shared by the slim tests."""
+import os
+
+import numpy as np
+import paddle
+
+import ppdet_lite
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO = os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml")
+SIZE = 96
+ANCHORS = [[17, 16], [21, 19], [18, 24], [25, 25], [30, 33], [39, 35], [43, 47], [58, 55], [68, 76]]
+NORMALIZE = {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                "is_scale": True}}
+EVAL_OPS = [{"Decode": {}}, {"Resize": {"target_size": [SIZE, SIZE], "keep_ratio": False, "interp": 2}},
+            NORMALIZE, {"Permute": {}}]
+
+
+def overrides(tmp_dir: str, **extra) -> dict:
+    """Overrides of the shapes demo: 16 train / 8 val images at 96 px, batch 8, no workers."""
+    data = os.path.join(tmp_dir, "shapes")
+    out = {
+        "TrainDataset.dataset_dir": data, "TrainDataset.num_images": 16, "TrainDataset.image_size": SIZE,
+        "EvalDataset.dataset_dir": data, "EvalDataset.num_images": 8, "EvalDataset.image_size": SIZE,
+        "TestDataset.dataset_dir": data,
+        "TrainReader.batch_size": 8, "EvalReader.batch_size": 8, "worker_num": 0,
+        "TrainReader.sample_transforms": [{"Decode": {}}],
+        "TrainReader.batch_transforms": [
+            {"BatchRandomResize": {"target_size": [SIZE], "random_size": True, "keep_ratio": False}},
+            {"NormalizeBox": {}}, {"PadBox": {"num_max_boxes": 20}}, {"BboxXYXY2XYWH": {}},
+            NORMALIZE, {"Permute": {}},
+            {"Gt2YoloTarget": {"anchor_masks": [[6, 7, 8], [3, 4, 5], [0, 1, 2]], "anchors": ANCHORS,
+                               "downsample_ratios": [32, 16, 8]}}],
+        "EvalReader.sample_transforms": EVAL_OPS, "TestReader.sample_transforms": EVAL_OPS,
+        "TestReader.inputs_def.image_shape": [3, SIZE, SIZE],
+        "save_dir": os.path.join(tmp_dir, "output"), "epoch": 1, "snapshot_epoch": 1, "log_iter": 5,
+        "use_ema": False, "pretrain_weights": "",
+        "LearningRate.schedulers": [{"name": "LinearWarmup", "start_factor": 1.0, "steps": 1}],
+        "LearningRate.base_lr": 0.01,
+    }
+    out.update(extra)
+    return out
+
+
+def tiny_cfg(tmp_dir: str, **extra):
+    return ppdet_lite.load_config(DEMO, overrides(str(tmp_dir), **extra))
+
+
+def fixed_batch(trainer):
+    from ppdet_lite.engine.trainer import to_tensors
+
+    return to_tensors(next(iter(trainer.loader)))
+
+
+def train_steps(model, optimizer, batch, steps: int):
+    """``steps`` SGD steps on one batch; returns the losses."""
+    model.train()
+    losses = []
+    for _ in range(steps):
+        out = model(batch)
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        losses.append({k: float(v) for k, v in out.items()})
+    return losses
+
+
+def eval_inputs(batch):
+    return {k: batch[k] for k in ("image", "im_shape", "scale_factor")}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes [A,4] x [B,4] -> [A,B]."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
+
+
+def matched_fraction(ref, ref_num, other, other_num, top: int = 5, iou: float = 0.5) -> float:
+    """Share of ``ref``'s ``top`` highest-scoring boxes per image (bbox [M,6], bbox_num [N]) that
+    ``other`` also finds in that image (same class, IoU >= ``iou``)."""
+    hits = []
+    for r, o in zip(np.split(ref, np.cumsum(ref_num)[:-1]), np.split(other, np.cumsum(other_num)[:-1])):
+        r = r[np.argsort(-r[:, 1])[:top]]
+        if len(o) == 0:
+            hits += [False] * len(r)
+            continue
+        ious = box_iou(r[:, 2:], o[:, 2:])
+        hits += list(((ious >= iou) & (r[:, None, 0] == o[None, :, 0])).any(1))
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def to_numpy(x):
+    return x.numpy() if isinstance(x, paddle.Tensor) else np.asarray(x)
