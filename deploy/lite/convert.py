@@ -33,7 +33,7 @@ class LiteUnavailable(RuntimeError):
 
 
 def find_python310() -> Optional[str]:
-    """pyenv's 3.10.13 interpreter (the shim itself fails on this image), else python3.10 on PATH."""
+    """pyenv's 3.10.13 interpreter (the pyenv shim fails on this image), else PATH's python3.10."""
     candidates = []
     try:
         prefix = subprocess.run(["pyenv", "prefix", "3.10.13"], capture_output=True, text=True,
@@ -147,7 +147,8 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
             venv: str = LITE_VENV) -> str:
     """Run ``paddle_lite_opt`` on ``model_dir``; returns the output dir holding ``model.nb``."""
     if valid_targets not in LITE_BLOCKERS:
-        raise ValueError(f"--valid_targets {valid_targets!r}: expected one of {sorted(LITE_BLOCKERS)}")
+        raise ValueError(f"--valid_targets {valid_targets!r}: expected one of "
+                         f"{sorted(LITE_BLOCKERS)}")
     pdmodel, params = (os.path.join(model_dir, f"model.{ext}") for ext in ("pdmodel", "pdiparams"))
     cfg_path = os.path.join(model_dir, "infer_cfg.yml")
     for path in (pdmodel, params, cfg_path):
@@ -164,9 +165,10 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
         print(f"warning: {zero_d} produce 0-D tensors, which Paddle Lite may reject")
     constants = zero_d_constants(pdmodel)
     if constants:
-        blockers["0-D constants"] = (f"{constants}: the Lite runtime aborts on them (fill_constant "
-                                     "'no valid out_shape'); write paddle.pow(x, 0.5) for x ** 0.5, "
-                                     "or build the constant with shape [1]")
+        blockers["0-D constants"] = (f"{constants}: the Lite runtime aborts on them "
+                                     "(fill_constant 'no valid out_shape'); write "
+                                     "paddle.pow(x, 0.5) for x ** 0.5, or build the constant "
+                                     "with shape [1]")
     if blockers:
         raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
                          f"{blockers}. Re-export with a model that avoids them.")
@@ -199,7 +201,8 @@ def main(argv=None) -> None:
     ap.add_argument("--valid_targets", default="arm", choices=sorted(LITE_BLOCKERS))
     ap.add_argument("--output_dir", help="default: <model_dir>/lite_<target>")
     ap.add_argument("--enable_fp16", action="store_true", help="FP16 weights (arm v8.2+)")
-    ap.add_argument("--threshold", type=float, default=0.5, help="threshold_det in the runtime json")
+    ap.add_argument("--threshold", type=float, default=0.5,
+                    help="threshold_det in the runtime json")
     ap.add_argument("--cpu_threads", type=int, default=4, help="cpu_threads in the runtime json")
     ap.add_argument("--lite_venv", default=LITE_VENV, help="where the Python 3.10 venv lives")
     args = ap.parse_args(argv)

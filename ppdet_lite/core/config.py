@@ -76,13 +76,14 @@ def _read_yaml(path: str) -> Dict[str, Any]:
 def merge(base: Dict[str, Any], other: Dict[str, Any]) -> Dict[str, Any]:
     """Deep-merge ``other`` into ``base`` (in place) and return ``base``.
 
-    A tagged component replaces a mapping of a different ``name`` wholesale: changing
-    ``TrainDataset: !VOCDataSet`` must not inherit COCO keys.
+    A mapping whose ``name`` (a tagged component) or ``type`` (an optimizer) differs replaces the
+    old one wholesale: ``TrainDataset: !VOCDataSet`` must not inherit COCO keys, nor ``type: AdamW``
+    Momentum's ``momentum``.
     """
     for key, value in other.items():
         old = base.get(key)
         if isinstance(old, dict) and isinstance(value, dict) and \
-                old.get("name", value.get("name")) == value.get("name", old.get("name")):
+                all(old.get(k, value.get(k)) == value.get(k, old.get(k)) for k in ("name", "type")):
             merge(old, value)
         else:
             base[key] = value

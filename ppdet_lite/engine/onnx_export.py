@@ -1,6 +1,6 @@
 """Exported model dir → ONNX (paddle2onnx 1.3.1, opset ≤ 18), checked in onnxruntime.
 
-    onnx_path = export_onnx("output_inference/ppyolo_tiny")   # writes model.onnx beside model.pdmodel
+    onnx_path = export_onnx("output_inference/ppyolo_tiny")  # model.onnx beside model.pdmodel
 
 Graphs paddle2onnx cannot convert are refused before converting, naming the op and what to do:
 ``deformable_conv`` (DCNv2 needs ONNX DeformConv, opset 19), ``matrix_nms`` (no ONNX form) and
@@ -130,7 +130,8 @@ def export_onnx(model_dir: str, save_file: Optional[str] = None, opset_version: 
     """Convert ``model_dir`` to ONNX (default ``model_dir/model.onnx``); with ``check``, run it in
     onnxruntime beside Paddle Inference and raise if the outputs disagree. Returns the path."""
     if not 7 <= opset_version <= MAX_OPSET:
-        raise ConfigError(f"--opset_version {opset_version}: paddle2onnx 1.3.1 supports 7..{MAX_OPSET}")
+        raise ConfigError(f"--opset_version {opset_version}: paddle2onnx 1.3.1 supports "
+                          f"7..{MAX_OPSET}")
     check_convertible(model_dir)
     import paddle2onnx
     save_file = save_file or os.path.join(model_dir, "model.onnx")
@@ -151,6 +152,7 @@ def export_onnx(model_dir: str, save_file: Optional[str] = None, opset_version: 
             err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got))
             ok, detail = err < 1e-3, f"max abs diff {err:.2e}"
         if not ok:
-            raise RuntimeError(f"{save_file}: onnxruntime disagrees with Paddle Inference: {detail}")
+            raise RuntimeError(f"{save_file}: onnxruntime disagrees with Paddle Inference: "
+                               f"{detail}")
         logger.info(f"onnx check: {detail}")
     return save_file

@@ -102,3 +102,10 @@ def test_shipped_tiny_config_loads():
     assert cfg["architecture"] == "YOLOv3" and cfg["num_classes"] == 80 and cfg["epoch"] == 650
     assert cfg["LearningRate"]["schedulers"][0]["name"] == "PiecewiseDecay"
     assert cfg["TrainDataset"]["name"] == "COCODataSet"
+
+
+def test_switching_optimizer_type_replaces_its_keys(tmp_path):
+    write(tmp_path / "b.yml", "OptimizerBuilder: {optimizer: {type: Momentum, momentum: 0.9}, clip_grad_by_norm: 35}\n")
+    path = write(tmp_path / "t.yml", "_BASE_: [b.yml]\nOptimizerBuilder: {optimizer: {type: AdamW}}\n")
+    cfg = load_config(path)
+    assert cfg["OptimizerBuilder"] == {"optimizer": {"type": "AdamW"}, "clip_grad_by_norm": 35}

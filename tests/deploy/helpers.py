@@ -129,5 +129,6 @@ def free_port() -> int:
 def run(args, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
     """Run a command from the repo root; fail the test with its output on a non-zero exit."""
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, **kw)
-    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, \
+        f"{args} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc

@@ -7,6 +7,11 @@ neck and head maps agree to 1e-4 and the final ``bbox`` / ``bbox_num`` agree; in
 (DropBlock off) every loss term agrees to rtol 1e-4 on a batch whose targets come from our
 ``Gt2YoloTarget``, which itself gives PaddleDetection's arrays with the config's reader settings.
 
+Random weights are made informative, identically in both models: the output convs are rescaled and
+one objectness bias bisected so that 5-99 detections per image survive NMS (``calibrate_head``);
+in training the objectness bias is 0 and half the gt boxes sit where near-anchor predictions of
+negative cells overlap them around the ignore threshold (``near_anchor_boxes``).
+
 Row comparison rule (``assert_same_detections``): per image, every row of ours has a row of
 PaddleDetection's with the same class and |score|, |box| differences <= tol, and vice versa; a row
 may go unmatched only when its score lies within tol of that image's lowest kept score (a near-tie
