@@ -136,7 +136,9 @@ def write_split(out_dir: str, image_dir: str, anno_path: str, num_images: int,
             annos.append({"id": len(annos) + 1, "image_id": i + 1, "category_id": c + 1,
                           "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
                           "area": round(a, 2), "iscrowd": 0, "segmentation": [p]})
-    data = {"info": {"description": f"ppdet_lite synthetic shapes, split {split}, seed {seed}"},
+    params = {"num_images": num_images, "image_size": [h, w], "seed": seed, **render_kw}
+    data = {"info": {"description": f"ppdet_lite synthetic shapes, split {split}, seed {seed}",
+                     "generator": params},
             "images": images, "annotations": annos,
             "categories": [{"id": k + 1, "name": n, "supercategory": "shape"}
                            for k, n in enumerate(CLASSES)]}
@@ -149,6 +151,20 @@ def write_split(out_dir: str, image_dir: str, anno_path: str, num_images: int,
     return path
 
 
+def _check_params(path: str, num_images: int, image_size, seed: int, render_kw: dict) -> None:
+    """An existing split must have been generated with the requested settings."""
+    with open(path) as f:
+        stored = json.load(f).get("info", {}).get("generator")
+    if stored is None:
+        return  # not written by this generator: a user's own data in the same layout
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    want = {"num_images": num_images, "image_size": [h, w], "seed": seed, **render_kw}
+    diff = {k: (stored.get(k), v) for k, v in want.items() if stored.get(k) != v}
+    if diff:
+        raise DatasetError(f"{path} was generated with other settings ({', '.join(f'{k}: {a} there, {b} asked' for k, (a, b) in diff.items())}); "
+                           f"delete {os.path.dirname(os.path.dirname(path))} to regenerate it, or set another dataset_dir")
+
+
 def ensure_split(out_dir: str, image_dir: str, anno_path: str, num_images: int,
                  image_size: Union[int, Sequence[int]] = 256, seed: int = 0, **render_kw) -> str:
     """``write_split`` unless ``out_dir/anno_path`` exists. Generates into a temp dir and renames
@@ -158,6 +174,7 @@ def ensure_split(out_dir: str, image_dir: str, anno_path: str, num_images: int,
         raise DatasetError("ShapesDataSet needs a non-empty image_dir (e.g. 'train')")
     final_json = os.path.join(out_dir, anno_path)
     if os.path.isfile(final_json):
+        _check_params(final_json, num_images, image_size, seed, render_kw)
         return final_json
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, ".shapes.lock"), "w") as lock:

@@ -88,6 +88,8 @@ class DropBlock(nn.Layer):
         if not self.training or self.keep_prob == 1:
             return x
         spatial = x.shape[2:] if self.data_format == "NCHW" else x.shape[1:3]
+        if min(spatial) < self.block_size:  # the formula divides by zero; no block fits anyway
+            return x
         gamma = (1. - self.keep_prob) / self.block_size ** 2
         for s in spatial:
             gamma *= s / (s - self.block_size + 1)

@@ -5,7 +5,9 @@ import multiprocessing as mp
 import os
 
 import numpy as np
+import pytest
 
+from ppdet_lite.core.errors import DatasetError
 from ppdet_lite.data.shapes import CLASSES, ShapesDataSet, make_shapes_dataset, render_image
 
 
@@ -64,8 +66,17 @@ def test_shapes_dataset_generates_itself_once_under_a_race(tmp_path):
         [f"{i:06d}.jpg" for i in range(1, 6)]
     assert not [d for d in os.listdir(root) if d.startswith(".tmp")]       # temp dirs cleaned
     ds = ShapesDataSet(dataset_dir=root, image_dir="train", anno_path="annotations/train.json",
-                       num_images=5, image_size=64, data_fields=["image", "gt_bbox", "gt_class"])
+                       num_images=5, image_size=64, seed=1, data_fields=["image", "gt_bbox", "gt_class"])
     assert ds.get_label_list() == list(CLASSES)
     ds.parse_dataset()
     r = ds.roidbs[0]
     assert r["gt_bbox"].shape[1] == 4 and r["gt_class"].max() < 4
+
+
+def test_existing_split_with_other_settings_is_refused(tmp_path):
+    root = str(tmp_path / "shapes")
+    kw = dict(dataset_dir=root, image_dir="train", anno_path="annotations/train.json", image_size=64)
+    ShapesDataSet(num_images=3, **kw).check_or_download_dataset()
+    ShapesDataSet(num_images=3, **kw).check_or_download_dataset()     # same settings: reused
+    with pytest.raises(DatasetError, match="num_images: 3 there, 4 asked"):
+        ShapesDataSet(num_images=4, **kw).check_or_download_dataset()
