@@ -220,7 +220,8 @@ def print_table(rows, shape, args) -> None:
     print(f"\nmAP: COCO bbox mAP@[.5:.95] on EvalDataset. MFLOPs: PaddleSlim count at {shape[1]}x"
           f"{shape[2]}, batch 1. size: model.pdmodel + model.pdiparams. Latency: Paddle Inference on "
           f"CPU, batch 1, one EvalDataset image, {args.cpu_threads} thread(s), oneDNN "
-          f"{'on' if args.enable_mkldnn else 'off'}, median of 100 runs after 20 warm-up, models timed in turns; net(ms): "
+          f"{'on' if args.enable_mkldnn else 'off'}, median of 100 runs after 20 warm-up, models timed "
+          f"in turns; net(ms): "
           f"exported without decode and NMS (as the model zoo times FPS), +NMS(ms): the deployable "
           f"model. Models in {args.output_dir}/")
 

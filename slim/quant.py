@@ -45,7 +45,8 @@ def main(argv=None) -> None:
     from ppdet_lite.core.registry import create
     from ppdet_lite.engine.checkpoint import load_weights
     from ppdet_lite.engine.trainer import Trainer
-    from ppdet_lite.slim import evaluate_inference_model, export_quantized, load_slim_config, rebuild_optimizer
+    from ppdet_lite.slim import (evaluate_inference_model, export_quantized, load_slim_config,
+                                 rebuild_optimizer)
     from ppdet_lite.slim.quant import model_size
 
     paddle.set_device("cpu")

@@ -61,7 +61,8 @@ def _shape_polygon(kind: int, x1: int, y1: int, x2: int, y2: int, rng) -> np.nda
 
 
 def render_image(rng: np.random.Generator, h: int, w: int, min_objects: int = 1,
-                 max_objects: int = 6, min_scale: float = 0.12, max_scale: float = 0.6):
+                 max_objects: int = 6, min_scale: float = 0.12, max_scale: float = 0.6,
+                 shape_classes: int = len(CLASSES)):
     """One image: (HWC uint8 RGB, boxes [N,4] xyxy pixels float, classes [N] int, areas [N],
     polygons list of flat [x0,y0,...] lists)."""
     im = _background(rng, h, w)
@@ -72,7 +73,7 @@ def render_image(rng: np.random.Generator, h: int, w: int, min_objects: int = 1,
     for _ in range(n_target * 10):
         if len(boxes) == n_target:
             break
-        kind = int(rng.integers(len(CLASSES)))
+        kind = int(rng.integers(shape_classes))  # the first ``shape_classes`` of CLASSES
         bw = int(side * rng.uniform(min_scale, max_scale))
         bh = bw if kind == 0 else int(np.clip(bw * rng.uniform(0.6, 1.6), side * min_scale, side * max_scale))
         x1, y1 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
@@ -141,7 +142,7 @@ def write_split(out_dir: str, image_dir: str, anno_path: str, num_images: int,
                      "generator": params},
             "images": images, "annotations": annos,
             "categories": [{"id": k + 1, "name": n, "supercategory": "shape"}
-                           for k, n in enumerate(CLASSES)]}
+                           for k, n in enumerate(CLASSES[:render_kw.get("shape_classes", len(CLASSES))])]}
     path = os.path.join(out_dir, anno_path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
@@ -226,12 +227,14 @@ class ShapesDataSet(COCODataSet):
                  empty_ratio: float = 1.0, repeat: int = 1, num_images: int = 500,
                  image_size: Union[int, Tuple[int, int]] = 256, seed: int = 0,
                  min_objects: int = 1, max_objects: int = 6, min_scale: float = 0.12,
-                 max_scale: float = 0.6):
+                 max_scale: float = 0.6, shape_classes: int = 4):
         super().__init__(dataset_dir, image_dir, anno_path, data_fields, sample_num, load_crowd,
                          allow_empty, empty_ratio, repeat)
         self.num_images, self.image_size, self.seed = num_images, image_size, seed
+        if not 3 <= shape_classes <= len(CLASSES):
+            raise DatasetError(f"ShapesDataSet: shape_classes must be 3 or 4 ({CLASSES}), got {shape_classes}")
         self.render_kw = dict(min_objects=min_objects, max_objects=max_objects,
-                              min_scale=min_scale, max_scale=max_scale)
+                              min_scale=min_scale, max_scale=max_scale, shape_classes=shape_classes)
 
     def check_or_download_dataset(self) -> None:
         ensure_split(self.dataset_dir, self.image_dir, self.anno_path, self.num_images,
@@ -243,5 +246,5 @@ class ShapesDataSet(COCODataSet):
 
     def get_label_list(self):
         if not self.catid2clsid and not os.path.isfile(self.get_anno()):
-            return list(CLASSES)
+            return list(CLASSES[:self.render_kw["shape_classes"]])
         return super().get_label_list()

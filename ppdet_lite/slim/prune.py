@@ -61,11 +61,12 @@ def resolve_layer(model: nn.Layer, name: str) -> str:
     if key in convs:
         return key
     if _GENERATED.match(name):
+        example = next((k for k in convs if k.endswith(".tip")), next(iter(convs)))
         raise ConfigError(
             f"pruned_params: {name!r} is a generated parameter name (PaddleDetection style); these "
             f"depend on construction order and do not identify a layer here. Name the layer by its "
-            f"structured name instead, e.g. {sorted(convs)[len(convs) // 2]!r}; "
-            f"ppdet_lite.slim.prunable_layers(model) lists them")
+            f"structured name instead, e.g. {example!r}; ppdet_lite.slim.prunable_layers(model) "
+            "lists them")
     under = [k for k in convs if k.startswith(key + ".")]
     if len(under) == 1:
         return under[0]

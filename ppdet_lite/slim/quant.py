@@ -43,11 +43,11 @@ WEIGHT_TYPES = {"PerChannelAbsmaxQuantizer": "channel_wise_abs_max", "AbsmaxQuan
                 "channel_wise_abs_max": "channel_wise_abs_max", "abs_max": "abs_max"}
 
 
-def _input_spec(image_shape: Sequence[Optional[int]], names: Sequence[str] = ("image", "im_shape", "scale_factor")):
-    spec = {"image": paddle.static.InputSpec(list(image_shape), "float32", "image"),
-            "im_shape": paddle.static.InputSpec([None, 2], "float32", "im_shape"),
-            "scale_factor": paddle.static.InputSpec([None, 2], "float32", "scale_factor")}
-    return [{k: v for k, v in spec.items() if k in names}]
+def _input_spec(image_shape: Sequence[Optional[int]]) -> List[Dict[str, Any]]:
+    """PaddleDetection's export inputs: image [N,3,H,W], im_shape [N,2], scale_factor [N,2]."""
+    return [{"image": paddle.static.InputSpec(list(image_shape), "float32", "image"),
+             "im_shape": paddle.static.InputSpec([None, 2], "float32", "im_shape"),
+             "scale_factor": paddle.static.InputSpec([None, 2], "float32", "scale_factor")}]
 
 
 @register
@@ -110,15 +110,35 @@ def _write_infer_cfg(cfg: Dict[str, Any], save_dir: str, image_shape, labels=Non
         yaml.safe_dump(dict(content), f, sort_keys=False, default_flow_style=False)
 
 
+def _export_flags(cfg: Dict[str, Any], model: nn.Layer) -> None:
+    """``export.benchmark`` / ``post_process`` / ``nms`` as the architecture's exclude flags."""
+    export = cfg.get("export") or {}
+    if hasattr(model, "exclude_post_process"):
+        model.exclude_post_process = bool(export.get("benchmark", False)
+                                          or not export.get("post_process", True))
+        model.exclude_nms = not export.get("nms", True)
+
+
 def export_quantized(cfg: Dict[str, Any], model: nn.Layer, qat: QAT, save_dir: str,
                      labels: Optional[List[str]] = None) -> str:
-    """Write a QAT ``model`` as an inference model dir (deploy layout); returns ``save_dir``."""
+    """Write a QAT ``model`` as an inference model dir (deploy layout, ``cfg['export']`` knobs
+    applied); returns ``save_dir``."""
     from ..engine.export import image_shape_of
+
+    import copy
 
     os.makedirs(save_dir, exist_ok=True)
     image_shape = image_shape_of(cfg)
+    spec = _input_spec(image_shape)
+    model = copy.deepcopy(model)
+    # PaddleSlim saves a PACT model through the copy it took before quantizing: prepare both
+    for m in (model, getattr(qat.quanter, "_model", None)):
+        if m is not None:
+            _export_flags(cfg, m)
+            paddle.jit.to_static(m, input_spec=spec, full_graph=True)  # AST capture, as export does
     _write_infer_cfg(cfg, save_dir, image_shape, labels)
-    qat.save_quantized_model(model, os.path.join(save_dir, "model"), _input_spec(image_shape))
+    # no input_spec here: Paddle would re-wrap the model for SOT capture, which ignores it
+    qat.save_quantized_model(model, os.path.join(save_dir, "model"))
     logger.info(f"exported quantized model {save_dir} ({model_size(save_dir) / 2**20:.2f} MiB)")
     return save_dir
 

@@ -17,7 +17,7 @@ from .helpers import DEMO, ROOT, tiny_cfg
 
 
 def test_a_few_iterations_lower_the_loss(tmp_path):
-    trainer = Trainer(tiny_cfg(tmp_path, **{"LearningRate.base_lr": 0.05}), seed=0)
+    trainer = Trainer(tiny_cfg(tmp_path), seed=0)
     batch = to_tensors(next(iter(trainer.loader)))
     model, opt = trainer.model, trainer.optimizer
     model.train()

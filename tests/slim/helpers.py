@@ -9,15 +9,24 @@ import ppdet_lite
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml")
 SIZE = 96
-ANCHORS = [[17, 16], [21, 19], [18, 24], [25, 25], [30, 33], [39, 35], [43, 47], [58, 55], [68, 76]]
 NORMALIZE = {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                                 "is_scale": True}}
 EVAL_OPS = [{"Decode": {}}, {"Resize": {"target_size": [SIZE, SIZE], "keep_ratio": False, "interp": 2}},
             NORMALIZE, {"Permute": {}}]
 
 
+def _batch_transforms():
+    """The demo's train batch transforms (its anchors) at SIZE px."""
+    ops = [dict(op) for op in ppdet_lite.load_config(DEMO)["TrainReader"]["batch_transforms"]]
+    for op in ops:
+        if "BatchRandomResize" in op:
+            op["BatchRandomResize"] = dict(op["BatchRandomResize"], target_size=[SIZE])
+    return ops
+
+
 def overrides(tmp_dir: str, **extra) -> dict:
-    """Overrides of the shapes demo: 16 train / 8 val images at 96 px, batch 8, no workers."""
+    """Overrides of the shapes demo: 16 train / 8 val images at 96 px, batch 8, no workers, no
+    augmentation, no EMA, a constant learning rate."""
     data = os.path.join(tmp_dir, "shapes")
     out = {
         "TrainDataset.dataset_dir": data, "TrainDataset.num_images": 16, "TrainDataset.image_size": SIZE,
@@ -25,18 +34,13 @@ def overrides(tmp_dir: str, **extra) -> dict:
         "TestDataset.dataset_dir": data,
         "TrainReader.batch_size": 8, "EvalReader.batch_size": 8, "worker_num": 0,
         "TrainReader.sample_transforms": [{"Decode": {}}],
-        "TrainReader.batch_transforms": [
-            {"BatchRandomResize": {"target_size": [SIZE], "random_size": True, "keep_ratio": False}},
-            {"NormalizeBox": {}}, {"PadBox": {"num_max_boxes": 20}}, {"BboxXYXY2XYWH": {}},
-            NORMALIZE, {"Permute": {}},
-            {"Gt2YoloTarget": {"anchor_masks": [[6, 7, 8], [3, 4, 5], [0, 1, 2]], "anchors": ANCHORS,
-                               "downsample_ratios": [32, 16, 8]}}],
+        "TrainReader.batch_transforms": _batch_transforms(),
         "EvalReader.sample_transforms": EVAL_OPS, "TestReader.sample_transforms": EVAL_OPS,
         "TestReader.inputs_def.image_shape": [3, SIZE, SIZE],
         "save_dir": os.path.join(tmp_dir, "output"), "epoch": 1, "snapshot_epoch": 1, "log_iter": 5,
         "use_ema": False, "pretrain_weights": "",
         "LearningRate.schedulers": [{"name": "LinearWarmup", "start_factor": 1.0, "steps": 1}],
-        "LearningRate.base_lr": 0.01,
+        "LearningRate.base_lr": 0.001,
     }
     out.update(extra)
     return out
