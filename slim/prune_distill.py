@@ -153,7 +153,8 @@ def prune_student(args, cfg, slim_cfg, model, evaluate, shape):
     P.drop_backups(model)
     flops1, params1 = P.count_flops(model, shape), P.count_params(model)
     print(f"== pruned: FLOPs {flops0 / 1e6:.1f}M -> {flops1 / 1e6:.1f}M (-{1 - flops1 / flops0:.1%}), "
-          f"params {params0 / 1e6:.3f}M -> {params1 / 1e6:.3f}M")
+          f"params {params0 / 1e6:.3f}M -> {params1 / 1e6:.3f}M, mAP before fine-tuning "
+          f"{evaluate(model, quiet=True)['AP']:.4f}")
     return ratios
 
 

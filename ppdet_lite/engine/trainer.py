@@ -154,7 +154,7 @@ class Trainer:
         self.ema = ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998)),
                             cfg.get("ema_decay_type", "threshold")) if cfg.get("use_ema") else None
         pretrain = cfg.get("pretrain_weights")
-        if pretrain and not cfg.get("weights_loaded"):
+        if pretrain:
             load_weights(self.model, pretrain, partial=True)
         self.train_model = self.model
         if self.nranks > 1:
@@ -318,7 +318,7 @@ class Trainer:
                         for k in ("AP", "AP50"):
                             self.vdl.add_scalar(f"eval/{k}", metrics.get(k, 0.0), epoch + 1)
                     if ap > self.best_ap:
-                        self.best_ap = ap
+                        self.best_ap, self.best_metrics = ap, dict(metrics, epoch=epoch)
                         save_checkpoint(self.save_dir, "best_model", weights)
                         logger.info(f"best_model updated: AP {ap:.4f} (epoch {epoch})")
                     logger.info(f"best AP so far: {self.best_ap:.4f}")
@@ -333,11 +333,13 @@ class Trainer:
             return
         lines = [f"weights: {os.path.join(self.save_dir, 'model_final.pdparams')}"]
         if validate and metrics:
-            best = os.path.join(self.save_dir, "best_model")
-            lines.insert(0, f"final bbox mAP@[.5:.95] {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  "
-                            f"(best mAP {self.best_ap:.4f})")
-            lines.append(f"best weights: {best}.pdparams")
-            example = self._draw_example(best)
+            best_path = os.path.join(self.save_dir, "best_model")
+            best = getattr(self, "best_metrics", metrics)
+            lines[:0] = [f"last epoch: bbox mAP@[.5:.95] {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}",
+                         f"best_model (epoch {best.get('epoch', '?')}): bbox mAP@[.5:.95] {best['AP']:.4f}  "
+                         f"AP50 {best['AP50']:.4f}"]
+            lines.append(f"best weights: {best_path}.pdparams")
+            example = self._draw_example(best_path)
             if example:
                 lines.append(f"example prediction: {example}")
         print("\n".join(lines), flush=True)
