@@ -20,8 +20,8 @@ from .prune import (Pruner, count_flops, count_params, format_sensitivity, load_
                     make_pruner, prunable_layers, propose_ratios, resolve_layer, sensitivity)
 from .quant import PTQ, QAT, evaluate_inference_model, export_quantized, inference_latency
 
-__all__ = ["load_slim_config", "rebuild_optimizer", "SLIM_MODES", "Pruner", "QAT", "PTQ",
-           "DistillModel", "DistillYOLOv3Loss", "build_distill_loss", "distill_trainer",
+__all__ = ["load_slim_config", "rebuild_optimizer", "teacher_weights", "SLIM_MODES", "Pruner",
+           "QAT", "PTQ", "DistillModel", "DistillYOLOv3Loss", "build_distill_loss", "distill_trainer",
            "teacher_from", "count_flops", "count_params", "format_sensitivity",
            "load_pruned_weights", "make_pruner", "prunable_layers", "propose_ratios",
            "resolve_layer", "sensitivity", "evaluate_inference_model", "export_quantized",

@@ -41,6 +41,8 @@ def split_head_output(p: paddle.Tensor, num_anchors: int, num_classes: int) -> L
 
 def head_pairs(model: nn.Layer, inputs: Dict[str, paddle.Tensor]) -> Pairs:
     """Per level [x, y, w, h, obj, cls] raw logits of a YOLOv3 ``model`` in its current mode."""
+    if getattr(model, "data_format", "NCHW") == "NHWC":
+        inputs = dict(inputs, image=paddle.transpose(inputs["image"], [0, 2, 3, 1]))
     feats = model.neck(model.backbone(inputs))
     if isinstance(feats, dict):
         feats = feats["yolo_feats"]
@@ -166,7 +168,10 @@ def teacher_from(cfg: Dict, weights: str) -> nn.Layer:
         raise ConfigError(f"{cfg.get('_path', '<slim config>')}: the teacher needs weights: set "
                           "pretrain_weights in the Distill slim config (or pass --teacher_weights)")
     model = build_model(cfg)
-    load_weights(model, weights)
+    report = load_weights(model, weights)
+    if report["head_skipped"]:
+        raise ConfigError(f"teacher weights {weights} were trained for another num_classes "
+                          f"({report['head_skipped'][0]}); a teacher needs all of its weights")
     model.eval()
     return model
 

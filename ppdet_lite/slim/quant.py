@@ -11,8 +11,10 @@ weights, ``infer_cfg.yml``): Paddle Inference runs it, ``deploy/lite/convert.py`
 Paddle Lite ``.nb``. Fake-quantized dygraph accuracy and engine accuracy can differ, so
 ``evaluate_inference_model`` measures mAP through Paddle Inference itself.
 """
+import copy
 import difflib
 import os
+import shutil
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -125,8 +127,6 @@ def export_quantized(cfg: Dict[str, Any], model: nn.Layer, qat: QAT, save_dir: s
     applied); returns ``save_dir``."""
     from ..engine.export import image_shape_of
 
-    import copy
-
     os.makedirs(save_dir, exist_ok=True)
     image_shape = image_shape_of(cfg)
     spec = _input_spec(image_shape)
@@ -182,8 +182,6 @@ class PTQ:
     def quantize(self, fp32_dir: str, save_dir: str, batches: List[Dict[str, np.ndarray]]) -> str:
         """Quantize the inference model in ``fp32_dir`` into ``save_dir`` (``infer_cfg.yml``
         copied), calibrating on ``batches`` (dicts of input arrays). Returns ``save_dir``."""
-        import shutil
-
         from paddleslim.quant import quant_post_static
 
         if not batches:
