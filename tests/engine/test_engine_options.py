@@ -16,8 +16,10 @@ from .helpers import DEMO, ROOT, tiny_cfg
 def test_nan_loss_stops_with_step_terms_and_last_checkpoint(tmp_path):
     trainer = Trainer(tiny_cfg(tmp_path, epoch=2), seed=0)
     trainer.train()  # writes model_final
-    trainer2 = Trainer(tiny_cfg(tmp_path, epoch=3, **{"LearningRate.base_lr": 1e30}), seed=0)
+    trainer2 = Trainer(tiny_cfg(tmp_path, epoch=3), seed=0)
     trainer2.resume(os.path.join(trainer.save_dir, "model_final"))
+    bias = trainer2.model.yolo_head.yolo_outputs[0].bias   # a diverged weight: the loss becomes NaN
+    bias.set_value(np.full(bias.shape, np.nan, "float32"))
     with pytest.raises(FloatingPointError) as e:
         trainer2.train()
     msg = str(e.value)
@@ -86,4 +88,4 @@ def test_eval_tool_classwise_writes_table_pr_curves_and_confusion(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "AP50" in proc.stdout
     assert (out / "bbox.json").is_file() and (out / "confusion_matrix.png").is_file()
-    assert len(os.listdir(out / "pr_curve")) == 4
+    assert len(os.listdir(out / "pr_curve")) == 3   # one per class of the demo set
