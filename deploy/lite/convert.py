@@ -86,18 +86,8 @@ def find_opt(venv: str = LITE_VENV) -> List[str]:
     return [os.path.join(lite_venv(venv), "bin", "paddle_lite_opt")]
 
 
-def program_op_descs(pdmodel: str) -> list:
-    """OpDescs of a ProgramDesc ``.pdmodel`` (needs paddle, which this side has)."""
-    from paddle.base.proto import framework_pb2
-    desc = framework_pb2.ProgramDesc()
-    with open(pdmodel, "rb") as f:
-        desc.ParseFromString(f.read())
-    return [op for block in desc.blocks for op in block.ops]
-
-
-def program_ops(pdmodel: str) -> set:
-    """Op types in a ``.pdmodel``."""
-    return {op.type for op in program_op_descs(pdmodel)}
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from ppdet_lite.engine.onnx_export import program_op_descs, program_ops  # noqa: E402  (graph readers)
 
 
 def zero_d_reductions(pdmodel: str) -> list:
