@@ -355,8 +355,12 @@ class Trainer:
         threshold = float(self.cfg.get("infer_draw_threshold", 0.5))
         det = Detector(self.cfg, weights=weights, threshold=threshold)
         res = det.predict(image)
+        os.makedirs(self.save_dir, exist_ok=True)
         path = os.path.join(self.save_dir, "example_prediction.jpg")
-        cv2.imwrite(path, draw_boxes(cv2.imread(image), res["boxes"], res["class_ids"], res["scores"], det.names))
+        bgr = cv2.imread(image)
+        zoom = max(1, int(np.ceil(384 / min(bgr.shape[:2]))))  # small demo images: labels stay readable
+        bgr = cv2.resize(bgr, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(path, draw_boxes(bgr, res["boxes"] * zoom, res["class_ids"], res["scores"], det.names))
         return path
 
     # ------------------------------------------------------------------ evaluation
