@@ -53,22 +53,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def eval_shape(cfg) -> list:
-    """[C, H, W] the model is evaluated and exported at (TestReader image_shape or EvalReader Resize)."""
-    from ppdet_lite.engine.export import image_shape_of
-
-    shape = image_shape_of(cfg)[1:]
-    if shape[1] in (None, -1):
-        for op in (cfg.get("EvalReader") or {}).get("sample_transforms") or []:
-            if "Resize" in op:
-                size = op["Resize"]["target_size"]
-                shape = [3] + ([size, size] if isinstance(size, int) else list(size))
-    if shape[1] in (None, -1):
-        raise ppdet_lite.ConfigError("set TestReader.inputs_def.image_shape: [3, H, W] (FLOPs and "
-                                     "latency need a fixed input size)")
-    return [int(s) for s in shape]
-
-
 def baseline_weights(args, cfg, slim_cfg) -> str:
     """The teacher's weights; trains them with -c when they are -c's own missing best_model."""
     from ppdet_lite.engine.checkpoint import strip_suffix
@@ -165,12 +149,11 @@ def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
     import yaml
 
     from ppdet_lite.engine.trainer import Trainer
-    from ppdet_lite.slim import build_distill_loss, distill_trainer, load_pruned_weights, rebuild_optimizer
+    from ppdet_lite.slim import build_distill_loss, distill_trainer, load_pruned_weights
 
-    run = _with(cfg, filename=name, pretrain_weights="", **({"epoch": epochs} if epochs else {}))
-    trainer = Trainer(run, mode="train", seed=run.get("seed", 0))
-    load_pruned_weights(trainer.model, state)
-    rebuild_optimizer(trainer)
+    run = _with(cfg, filename=name, **({"epoch": epochs} if epochs else {}))
+    model = load_pruned_weights(ppdet_lite.build_model(cfg), state)
+    trainer = Trainer(run, mode="train", seed=run.get("seed", 0), model=model)
     if teacher is not None:
         distill_trainer(trainer, teacher, build_distill_loss(slim_cfg))
     metrics = trainer.train(validate=True)
@@ -232,7 +215,8 @@ def main(argv=None) -> None:
     import paddle
 
     from ppdet_lite.engine.checkpoint import load_weights
-    from ppdet_lite.slim import load_slim_config, make_pruner, prunable_layers, teacher_from
+    from ppdet_lite.slim import (fixed_input_shape, load_slim_config, make_pruner, prunable_layers,
+                                 same_shapes, teacher_from)
     from ppdet_lite.slim.quant import calibration_batches
 
     paddle.set_device("cpu")
@@ -241,7 +225,7 @@ def main(argv=None) -> None:
     if mode not in ("Pruner", "Distill", "DistillPrune"):
         raise ppdet_lite.ConfigError(f"{args.slim_config}: slim: {mode} belongs to "
                                      f"{'slim/quant.py' if mode == 'QAT' else 'slim/post_quant.py'}")
-    shape = eval_shape(cfg)
+    shape = fixed_input_shape(cfg)
     student = ppdet_lite.build_model(cfg)
     if args.list_layers:
         print("\n".join(prunable_layers(student, make_pruner(student, "l1_norm", shape))))
@@ -258,7 +242,7 @@ def main(argv=None) -> None:
 
     if args.student_weights:
         load_weights(student, args.student_weights)
-    elif mode != "Distill" and _same_shapes(student, teacher):
+    elif mode != "Distill" and same_shapes(student, teacher):
         student.set_state_dict(teacher.state_dict())
     elif cfg.get("pretrain_weights"):
         load_weights(student, cfg["pretrain_weights"], partial=True)
@@ -283,11 +267,6 @@ def main(argv=None) -> None:
         rows.append((name, metrics, measure(cfg, cfg["filename"], model, shape, args)))
     time_models(rows, sample, args)
     print_table(rows, shape, args)
-
-
-def _same_shapes(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(list(sa[k].shape) == list(sb[k].shape) for k in sa)
 
 
 if __name__ == "__main__":

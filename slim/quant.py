@@ -42,27 +42,21 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import paddle
 
-    from ppdet_lite.core.registry import create
-    from ppdet_lite.engine.checkpoint import load_weights
     from ppdet_lite.engine.trainer import Trainer
-    from ppdet_lite.slim import (evaluate_inference_model, export_quantized, load_slim_config,
-                                 rebuild_optimizer)
+    from ppdet_lite.slim import build_slim_model, evaluate_inference_model, export_quantized, load_slim_config
     from ppdet_lite.slim.quant import model_size
 
     paddle.set_device("cpu")
-    cfg, _ = load_slim_config(args.config, args.slim_config, args.opt)
+    cfg, slim_cfg = load_slim_config(args.config, args.slim_config, args.opt)
     if cfg["slim"] != "QAT":
         raise ppdet_lite.ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs QAT")
-    qat = create("QAT", cfg.get("QAT") or {}, where=f"{args.slim_config}: QAT")
-    weights = cfg.get("pretrain_weights")
-    if not weights:
-        raise ppdet_lite.ConfigError(f"{args.slim_config}: set pretrain_weights to the trained FP32 model")
-    run = ppdet_lite.core.Config({**cfg, "pretrain_weights": ""})  # loaded strictly below
-    trainer = Trainer(run, mode="train", seed=cfg.get("seed", 0))
-    load_weights(trainer.model, weights)
-    fp32 = trainer.evaluate() if not args.no_eval else {}
-    qat(trainer.model)
-    rebuild_optimizer(trainer)
+    fp32 = {}
+    if not args.no_eval and cfg.get("pretrain_weights"):
+        fp32_model = ppdet_lite.build_model(cfg)
+        ppdet_lite.load_weights(fp32_model, cfg["pretrain_weights"])
+        fp32 = Trainer(cfg, mode="eval", model=fp32_model).evaluate()
+    model, _, qat = build_slim_model(cfg, slim_cfg, "train")
+    trainer = Trainer(cfg, mode="train", seed=cfg.get("seed", 0), model=model)
     print(f"== QAT fine-tune ({'PACT, ' if qat.pact else ''}{cfg.get('epoch')} epochs)")
     trainer.train(validate=not args.no_eval)
     save_dir = export_quantized(cfg, trainer.model, qat, os.path.join(args.output_dir, cfg["filename"]))

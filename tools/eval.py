@@ -4,11 +4,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
-from ppdet_lite.utils.cli import ArgsParser, run  # noqa: E402
+from ppdet_lite.utils.cli import ArgsParser, load_configs, run  # noqa: E402
 
 
 def main():
-    parser = ArgsParser(description=__doc__)
+    parser = ArgsParser(description=__doc__, slim=True)
     parser.add_argument("--output_eval", default=None, help="directory for bbox.json (default: save_dir/<config>)")
     parser.add_argument("--classwise", action="store_true", help="print AP per class")
     parser.add_argument("--bias", action="store_true", help="add 1 to box w/h (weights from before the dygraph era)")
@@ -17,17 +17,22 @@ def main():
                         help="score threshold for the --classwise confusion matrix")
     args = parser.parse_args()
 
-    cfg = ppdet_lite.load_config(args.config, args.opt)
+    cfg, slim_cfg = load_configs(args)
     cfg.update(output_eval=args.output_eval, classwise=args.classwise, bias=1.0 if args.bias else 0.0,
                confusion_score_thresh=args.confusion_score_thresh)
     if args.map_type:
         cfg["map_type"] = args.map_type
     from ppdet_lite.engine.trainer import Trainer
 
-    trainer = Trainer(cfg, mode="eval")
     if not cfg.get("weights"):
         raise SystemExit("no weights to evaluate: pass -o weights=<path to .pdparams>")
-    ppdet_lite.load_weights(trainer.model, cfg["weights"])
+    if slim_cfg is None:
+        trainer = Trainer(cfg, mode="eval")
+        ppdet_lite.load_weights(trainer.model, cfg["weights"])
+    else:
+        from ppdet_lite.slim import build_slim_model
+
+        trainer = Trainer(cfg, mode="eval", model=build_slim_model(cfg, slim_cfg, "eval").model)
     metrics = trainer.evaluate()
     name = "VOC mAP" if cfg.get("metric") == "VOC" else "bbox mAP@[.5:.95]"
     print(f"{name} {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}")

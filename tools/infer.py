@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
-from ppdet_lite.utils.cli import ArgsParser, run  # noqa: E402
+from ppdet_lite.utils.cli import ArgsParser, load_configs, run  # noqa: E402
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -26,7 +26,7 @@ def collect_images(infer_img, infer_dir):
 
 
 def main():
-    parser = ArgsParser(description=__doc__)
+    parser = ArgsParser(description=__doc__, slim=True)
     parser.add_argument("--infer_img", default=None, help="one image")
     parser.add_argument("--infer_dir", default=None, help="a directory of images")
     parser.add_argument("--draw_threshold", type=float, default=0.5, help="score threshold for drawn boxes")
@@ -38,8 +38,13 @@ def main():
     import cv2
     from ppdet_lite.utils.visualize import draw_boxes
 
-    cfg = ppdet_lite.load_config(args.config, args.opt)
-    detector = ppdet_lite.Detector(cfg, threshold=args.draw_threshold)
+    cfg, slim_cfg = load_configs(args)
+    model = None
+    if slim_cfg is not None:
+        from ppdet_lite.slim import build_slim_model
+
+        model = build_slim_model(cfg, slim_cfg, "eval").model
+    detector = ppdet_lite.Detector(cfg, threshold=args.draw_threshold, model=model)
     os.makedirs(args.output_dir, exist_ok=True)
     results = []
     for path in images:

@@ -26,6 +26,7 @@ GLOBAL_KEYS = {
     "auto_scale_lr", "reference_batch_size", "eval_max_dets", "eval_score_threshold", "slim",
     "filename", "use_vdl", "vdl_log_dir", "classwise", "eval", "resume", "amp", "fleet",
     "nan_check", "infer_draw_threshold", "bn_recalibrate_batches", "eval_nms_top_k",
+    "pruner", "distill_loss", "slim_method",  # slim configs (PaddleDetection's keys)
 }
 
 

@@ -47,19 +47,22 @@ def read_rgb(image: Union[str, np.ndarray]) -> np.ndarray:
 
 
 class Detector:
-    """Load once, predict many: boxes in original-image pixels."""
+    """Load once, predict many: boxes in original-image pixels. ``model``: predict with this
+    (already loaded) model instead of building ``config``'s and loading ``weights``."""
 
     def __init__(self, config: Union[str, Dict[str, Any]], weights: Optional[str] = None,
-                 threshold: float = 0.5, overrides=None):
+                 threshold: float = 0.5, overrides=None, model: Optional[paddle.nn.Layer] = None):
         from ..modeling import build_model
 
         self.cfg = load_config(config, overrides) if isinstance(config, str) else config
         set_device(self.cfg)
-        self.model = build_model(self.cfg)
-        weights = weights or self.cfg.get("weights")
-        if not weights:
-            raise ValueError("Detector needs weights: pass weights=... or set `weights` in the config")
-        load_weights(self.model, weights)
+        self.model = model
+        if model is None:
+            self.model = build_model(self.cfg)
+            weights = weights or self.cfg.get("weights")
+            if not weights:
+                raise ValueError("Detector needs weights: pass weights=... or set `weights` in the config")
+            load_weights(self.model, weights)
         self.model.eval()
         ops = [op for op in self.cfg["TestReader"]["sample_transforms"] if "Decode" not in op]
         where = "TestReader.sample_transforms"

@@ -93,9 +93,15 @@ class SmoothedValue:
 
 
 class Trainer:
-    """``Trainer(cfg, mode)`` with ``mode`` in train / eval; ``train(validate)``, ``evaluate()``."""
+    """``Trainer(cfg, mode)`` with ``mode`` in train / eval; ``train(validate)``, ``evaluate()``.
 
-    def __init__(self, cfg: Dict[str, Any], mode: str = "train", seed: Optional[int] = None):
+    ``model``: train or evaluate this model instead of building one from ``cfg`` (a pruned,
+    quantized or otherwise prepared model, see ``ppdet_lite.slim.build_slim_model``); it is used
+    as it is, so ``pretrain_weights`` are not loaded into it.
+    """
+
+    def __init__(self, cfg: Dict[str, Any], mode: str = "train", seed: Optional[int] = None,
+                 model: Optional[paddle.nn.Layer] = None):
         from ..modeling import build_model
 
         self.cfg, self.mode = cfg, mode
@@ -115,7 +121,8 @@ class Trainer:
         self.num_classes = int(cfg.get("num_classes", 80))
         self.save_dir = os.path.join(cfg.get("save_dir", "output"), cfg.get("filename", "model"))
 
-        self.model = build_model(cfg)  # first: a config mistake fails before any data is read
+        # first: a config mistake fails before any data is read
+        self.model = build_model(cfg) if model is None else model
         if mode == "train":
             check_anchors(cfg)
             self.dataset, self.loader = build_loader_for(cfg, "TrainDataset", "TrainReader", "train",
@@ -124,7 +131,7 @@ class Trainer:
         self.metric = None
         self.start_epoch, self.best_ap = 0, -1.0
         if mode == "train":
-            self._build_optimization()
+            self._build_optimization(load_pretrain=model is None)
 
     # ------------------------------------------------------------------ setup
     def _convert_norm(self) -> None:
@@ -136,7 +143,12 @@ class Trainer:
         else:
             logger.info("norm_type sync_bn runs as plain BatchNorm here (needs GPU and more than one process)")
 
-    def _build_optimization(self) -> None:
+    def rebuild_optimizer(self) -> None:
+        """After ``self.model``'s parameters were replaced in place (pruned, quantized): a new
+        optimizer, LR schedule and EMA for them; the weights in the model are kept."""
+        self._build_optimization(load_pretrain=False)
+
+    def _build_optimization(self, load_pretrain: bool = True) -> None:
         cfg = self.cfg
         steps = len(self.loader)
         if steps == 0:
@@ -154,7 +166,7 @@ class Trainer:
         self.ema = ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998)),
                             cfg.get("ema_decay_type", "threshold")) if cfg.get("use_ema") else None
         pretrain = cfg.get("pretrain_weights")
-        if pretrain:
+        if pretrain and load_pretrain:
             load_weights(self.model, pretrain, partial=True)
         self.train_model = self.model
         if self.nranks > 1:

@@ -7,20 +7,23 @@ A slim config is a YAML file with a ``slim:`` key, as in PaddleDetection's ``con
                                   pretrain_weights the teacher's weights; the student is -c
 
 ``load_slim_config(config, slim_config, overrides)`` returns ``(cfg, slim_cfg)`` for both kinds.
+``build_slim_model(cfg, slim_cfg, mode)`` gives the model to train / evaluate / export (what
+``--slim_config`` does in tools/train.py, eval.py and export_model.py).
 Entry points: ``slim/prune_distill.py``, ``slim/quant.py`` (QAT), ``slim/post_quant.py`` (PTQ).
 """
 import os
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
-from ..core import config as _config
 from ..core.config import Config, apply_overrides, load_config, merge
 from ..core.errors import ConfigError
+from .builder import SlimModel, build_slim_model, fixed_input_shape, same_shapes
 from .distill import DistillModel, DistillYOLOv3Loss, build_distill_loss, distill_trainer, teacher_from
 from .prune import (Pruner, count_flops, count_params, format_sensitivity, load_pruned_weights,
                     make_pruner, prunable_layers, propose_ratios, resolve_layer, sensitivity)
 from .quant import PTQ, QAT, evaluate_inference_model, export_quantized, inference_latency
 
-__all__ = ["load_slim_config", "rebuild_optimizer", "teacher_weights", "SLIM_MODES", "Pruner",
+__all__ = ["load_slim_config", "teacher_weights", "SLIM_MODES", "SlimModel", "build_slim_model",
+           "fixed_input_shape", "same_shapes", "Pruner",
            "QAT", "PTQ", "DistillModel", "DistillYOLOv3Loss", "build_distill_loss", "distill_trainer",
            "teacher_from", "count_flops", "count_params", "format_sensitivity",
            "load_pruned_weights", "make_pruner", "prunable_layers", "propose_ratios",
@@ -28,8 +31,6 @@ __all__ = ["load_slim_config", "rebuild_optimizer", "teacher_weights", "SLIM_MOD
            "inference_latency"]
 
 SLIM_MODES = ("Pruner", "QAT", "PTQ", "Distill", "DistillPrune")
-# PaddleDetection's slim-only top-level keys: known keys, not typos of the classes they name
-_config.GLOBAL_KEYS |= {"pruner", "distill_loss", "slim_method"}
 _META = ("_sources", "_path", "filename")
 # keys of a Distill slim file that describe the teacher or the distillation, not the student
 _TEACHER_KEYS = {"slim", "slim_method", "pretrain_weights", "weights", "distill_loss", "pruner",
@@ -63,13 +64,6 @@ def load_slim_config(config: str, slim_config: str, overrides: Overrides = None)
     cfg["slim"] = mode
     cfg["filename"] = os.path.splitext(os.path.basename(slim_config))[0]
     return cfg, slim_cfg
-
-
-def rebuild_optimizer(trainer) -> None:
-    """After pruning or quantizing ``trainer.model`` in place: new optimizer, LR schedule and EMA
-    for its new parameters (weights already loaded are kept)."""
-    trainer.cfg["weights_loaded"] = True
-    trainer._build_optimization()
 
 
 def teacher_weights(slim_cfg: Dict[str, Any], override: Optional[str] = None) -> str:

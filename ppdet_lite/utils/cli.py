@@ -1,15 +1,29 @@
-"""The command-line flags shared by tools/*.py: ``-c CONFIG`` and ``-o key=value ...``."""
+"""The command-line flags shared by tools/*.py: ``-c CONFIG``, ``-o key=value ...`` and, where a
+tool takes it, ``--slim_config SLIM``."""
 import argparse
 import sys
 
 
 class ArgsParser(argparse.ArgumentParser):
-    def __init__(self, **kwargs):
+    def __init__(self, slim: bool = False, **kwargs):
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(**kwargs)
         self.add_argument("-c", "--config", required=True, help="config YAML, e.g. configs/ppyolo_tiny.yml")
         self.add_argument("-o", "--opt", nargs="*", default=[],
                           help="override config keys, e.g. -o TrainReader.batch_size=8 weights=output/x/model_final")
+        if slim:
+            self.add_argument("--slim_config", default=None,
+                              help="a slim config (configs/slim/): prune, quantize or distil -c's model")
+
+
+def load_configs(args):
+    """``(cfg, slim_cfg)`` from ``-c``, ``-o`` and ``--slim_config`` (``slim_cfg`` None without it)."""
+    from .. import load_config
+    from ..slim import load_slim_config
+
+    if getattr(args, "slim_config", None):
+        return load_slim_config(args.config, args.slim_config, args.opt)
+    return load_config(args.config, args.opt), None
 
 
 def run(main) -> None:

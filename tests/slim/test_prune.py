@@ -9,7 +9,7 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.slim import load_slim_config, rebuild_optimizer
+from ppdet_lite.slim import load_slim_config
 from ppdet_lite.slim import prune as P
 
 from .helpers import ROOT, SIZE, eval_inputs, fixed_batch, overrides, train_steps
@@ -136,7 +136,7 @@ def test_demo_pruner_cuts_over_40_percent_of_flops(pruned):
 
 def test_pruned_model_still_trains(pruned):
     trainer = pruned["trainer"]
-    rebuild_optimizer(trainer)
+    trainer.rebuild_optimizer()
     batch = fixed_batch(trainer)
     losses = [step["loss"] for step in train_steps(trainer.model, trainer.optimizer, batch, 6)]
     assert np.isfinite(losses).all()

@@ -1,0 +1,113 @@
+"""``--slim_config`` in tools/train.py, eval.py, infer.py and export_model.py, run as a user would
+(subprocesses on the shapes demo's slim configs, tiny budgets): a pruned, a QAT and a
+distilled-and-pruned model train, evaluate, predict and export to models Paddle Inference runs."""
+import zlib  # noqa: F401  (before paddle)
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+import ppdet_lite
+from ppdet_lite.engine.onnx_export import program_ops
+from ppdet_lite.slim.quant import inference_predictor, random_inputs, run_inference
+
+from .helpers import ROOT, SIZE, overrides
+
+PRUNE = os.path.join(ROOT, "configs", "slim", "prune", "ppyolo_tiny_shapes_prune_fpgm.yml")
+QAT_CFG = os.path.join(ROOT, "configs", "slim", "quant", "ppyolo_tiny_shapes_qat.yml")
+DEMO = os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml")
+
+
+def tool(name, *args, cwd):
+    """Run tools/<name>.py; returns its output (stdout + stderr), failing the test on exit != 0."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", f"{name}.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"tools/{name}.py {' '.join(args)} failed:\n{out[-4000:]}"
+    return out
+
+
+def opts(tmp, **extra):
+    """The small-run overrides as ``-o key=value`` words (values in YAML flow style)."""
+    return ["-o"] + [f"{k}={yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()}"
+                     for k, v in overrides(str(tmp), **extra).items()]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A temporary directory with 'trained' (randomly initialised) FP32 demo weights in it."""
+    tmp = tmp_path_factory.mktemp("slim_tools")
+    paddle.set_device("cpu")
+    paddle.seed(0)
+    model = ppdet_lite.build_model(ppdet_lite.load_config(DEMO))
+    paddle.save(model.state_dict(), str(tmp / "base.pdparams"))
+    return tmp
+
+
+def params_of(weights):
+    return sum(int(np.prod(v.shape)) for v in paddle.load(weights).values())
+
+
+def test_prune_train_eval_infer_export(work):
+    base = str(work / "base.pdparams")
+    out = tool("train", "-c", DEMO, "--slim_config", PRUNE, *opts(work, pretrain_weights=base), cwd=work)
+    assert "pruned 18 layers (fpgm)" in out
+    final = work / "output" / "ppyolo_tiny_shapes_prune_fpgm" / "model_final.pdparams"
+    assert params_of(str(final)) < 0.6 * params_of(base)  # the checkpoint holds the pruned model
+
+    w = ["weights=" + str(final)]
+    out = tool("eval", "-c", DEMO, "--slim_config", PRUNE, *opts(work), *w, cwd=work)
+    assert "bbox mAP@[.5:.95]" in out
+    image = next((work / "shapes").rglob("*.jpg"))
+    out = tool("infer", "-c", DEMO, "--slim_config", PRUNE, "--infer_img", str(image), "--draw_threshold",
+               "0.0", "--output_dir", str(work / "vis"), *opts(work), *w, cwd=work)
+    assert (work / "vis" / image.name).is_file()
+    tool("export_model", "-c", DEMO, "--slim_config", PRUNE, "--output_dir", str(work / "inference"),
+         *opts(work), *w, cwd=work)
+    tool("export_model", "-c", DEMO, "--output_dir", str(work / "inference"),
+         *opts(work), "weights=" + base, cwd=work)
+    pruned_dir = work / "inference" / "ppyolo_tiny_shapes_prune_fpgm"
+    full = os.path.getsize(work / "inference" / "ppyolo_tiny_shapes" / "model.pdiparams")
+    assert os.path.getsize(pruned_dir / "model.pdiparams") < 0.6 * full
+    bbox, bbox_num = run_inference(inference_predictor(str(pruned_dir)), random_inputs([3, SIZE, SIZE]))[:2]
+    assert bbox.shape[1] == 6 and int(bbox_num.sum()) == bbox.shape[0]
+
+
+def test_qat_train_then_export_int8(work):
+    base = str(work / "base.pdparams")
+    tool("train", "-c", DEMO, "--slim_config", QAT_CFG, *opts(work, pretrain_weights=base), cwd=work)
+    final = work / "output" / "ppyolo_tiny_shapes_qat" / "model_final.pdparams"
+    tool("export_model", "-c", DEMO, "--slim_config", QAT_CFG, "--output_dir", str(work / "inference"),
+         *opts(work), "weights=" + str(final), cwd=work)
+    save_dir = work / "inference" / "ppyolo_tiny_shapes_qat"
+    ops = program_ops(str(save_dir / "model.pdmodel"))
+    assert ops & {"quantize_linear", "fake_quantize_moving_average_abs_max",
+                  "fake_quantize_dequantize_moving_average_abs_max"}, sorted(ops)
+    bbox, bbox_num = run_inference(inference_predictor(str(save_dir)), random_inputs([3, SIZE, SIZE]))[:2]
+    assert bbox.shape[1] == 6
+
+
+def test_distill_prune_trains_the_pruned_student(work):
+    slim = work / "distill_prune.yml"
+    slim.write_text(yaml.safe_dump({
+        "_BASE_": [DEMO], "pretrain_weights": str(work / "base.pdparams"), "slim": "DistillPrune",
+        "distill_loss": "DistillYOLOv3Loss", "DistillYOLOv3Loss": {"weight": 1000},
+        "Pruner": {"criterion": "l1_norm", "pruned_params": ["neck.yolo_block.0.tip"],
+                   "pruned_ratios": [0.5]}}))
+    out = tool("train", "-c", DEMO, "--slim_config", str(slim), *opts(work), cwd=work)
+    assert "starts from the teacher's weights" in out and "distill_loss" in out
+    final = work / "output" / "distill_prune" / "model_final.pdparams"
+    assert list(paddle.load(str(final))["neck.yolo_block.0.tip.conv.weight"].shape)[0] == 80  # 160 / 2
+    out = tool("eval", "-c", DEMO, "--slim_config", str(slim), *opts(work), "weights=" + str(final), cwd=work)
+    assert "bbox mAP@[.5:.95]" in out
+
+
+def test_ptq_config_in_train_points_to_post_quant(work):
+    ptq = os.path.join(ROOT, "configs", "slim", "post_quant", "ppyolo_tiny_shapes_ptq.yml")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", DEMO,
+                           "--slim_config", ptq, *opts(work)], cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 2 and "slim/post_quant.py" in proc.stderr, proc.stderr[-2000:]
