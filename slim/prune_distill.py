@@ -12,9 +12,11 @@ Steps: (1) the baseline/teacher: the slim config's pretrain_weights, trained wit
 are the -c config's own best_model and missing; (2) prune a copy: with --target > 0 a sensitivity
 scan (one layer and ratio at a time, mAP on EvalDataset) over the Pruner's layers proposes ratios
 reaching that FLOPs cut, with --target 0 the config's pruned_ratios are used; (3) fine-tune the
-pruned model twice from the same start: on its task loss ("pruned") and with DistillYOLOv3Loss from
-the frozen baseline ("pruned+distilled"); (4) evaluate, export to Paddle Inference and print one
-table: mAP, FLOPs, parameters, file size and CPU latency. A ``slim: Pruner`` config skips the
+pruned model twice from the same start: on its task loss ("pruned+tuned") and with DistillYOLOv3Loss
+from the frozen baseline ("pruned+distilled"); (4) evaluate, export to Paddle Inference and print
+one table: mAP, FLOPs, parameters, file size and CPU latency for the baseline, the pruned model
+before fine-tuning and both fine-tunes, then how much of the mAP pruning cost each fine-tune won
+back. A ``slim: Pruner`` config skips the
 distilled run; ``slim: Distill`` skips pruning.
 """
 import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
@@ -27,8 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import ppdet_lite  # noqa: E402
 
-DEMO_CONFIG = "configs/ppyolo_tiny_shapes.yml"
-DEMO_SLIM = "configs/slim/distill/ppyolo_tiny_shapes_distill_prune.yml"
+DEMO_CONFIG = os.path.relpath(os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml"))
+DEMO_SLIM = os.path.relpath(os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill_prune.yml"))
 
 
 def parse_args(argv=None):
@@ -44,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--sensitivity_ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--epochs", type=int, help="fine-tune epochs (default: the slim config's epoch)")
     p.add_argument("--no_plain", action="store_true",
-                   help="skip the plain fine-tune; the 'pruned' row is then the pruned model untuned")
+                   help="skip the plain (task loss only) fine-tune of the pruned model")
     p.add_argument("--output_dir", default="output_inference", help="exported models go here")
     p.add_argument("--cpu_threads", type=int, default=1, help="Paddle Inference threads for latency")
     p.add_argument("--enable_mkldnn", action="store_true", help="oneDNN for the latency runs")
@@ -252,14 +254,14 @@ def main(argv=None) -> None:
                                  prune_student(args, cfg, slim_cfg, student, evaluate, shape).items()}
     state = {k: v.numpy() for k, v in student.state_dict().items()}
 
+    if mode != "Distill":
+        rows.append(("pruned (no tune)", evaluate(student),
+                     measure(cfg, f"{cfg['filename']}_pruned", student, shape, args)))
     if mode == "Distill" or not args.no_plain:
-        name = "student" if mode == "Distill" else "pruned"
+        name = "student" if mode == "Distill" else "pruned+tuned"
         print(f"== fine-tune ({name}, task loss only)")
         model, metrics = finetune(cfg, f"{cfg['filename']}_plain", state, args.epochs, info=info)
         rows.append((name, metrics, measure(cfg, f"{cfg['filename']}_plain", model, shape, args)))
-    else:
-        rows.append(("pruned (no tune)", evaluate(student),
-                     measure(cfg, f"{cfg['filename']}_pruned", student, shape, args)))
     if mode != "Pruner":
         name = "distilled" if mode == "Distill" else "pruned+distilled"
         print(f"== fine-tune ({name}: task loss + distillation from the baseline)")
@@ -267,7 +269,24 @@ def main(argv=None) -> None:
         rows.append((name, metrics, measure(cfg, cfg["filename"], model, shape, args)))
     time_models(rows, sample, args)
     print_table(rows, shape, args)
+    if mode != "Distill":
+        print_recovery({name: metrics.get("AP", float("nan")) for name, metrics, _ in rows})
 
+
+def print_recovery(ap: dict) -> None:
+    """How much of the mAP that pruning removed each fine-tune won back, against the untuned
+    pruned model and (for distillation) against the plain fine-tune."""
+    base, untuned = ap["baseline"], ap["pruned (no tune)"]
+    lost = base - untuned
+    print(f"\npruning cost {lost:+.3f} mAP before fine-tuning ({base:.3f} -> {untuned:.3f})")
+    for name in ("pruned+tuned", "pruned+distilled"):
+        if name in ap and lost > 0:
+            print(f"{name}: {ap[name]:.3f}, recovers {(ap[name] - untuned) / lost:.0%} of it")
+    if "pruned+tuned" in ap and "pruned+distilled" in ap:
+        gap = base - ap["pruned+tuned"]
+        gain = ap["pruned+distilled"] - ap["pruned+tuned"]
+        share = f", {gain / gap:.0%} of the {gap:.3f} the plain fine-tune left" if gap > 0 else ""
+        print(f"distillation over the plain fine-tune: {gain:+.3f} mAP{share}")
 
 if __name__ == "__main__":
     try:

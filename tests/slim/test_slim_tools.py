@@ -3,6 +3,7 @@
 distilled-and-pruned model train, evaluate, predict and export to models Paddle Inference runs."""
 import zlib  # noqa: F401  (before paddle)
 import os
+import re
 import subprocess
 import sys
 
@@ -111,3 +112,22 @@ def test_ptq_config_in_train_points_to_post_quant(work):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", DEMO,
                            "--slim_config", ptq, *opts(work)], cwd=work, capture_output=True, text=True)
     assert proc.returncode == 2 and "slim/post_quant.py" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_prune_distill_story_end_to_end(work):
+    """slim/prune_distill.py on the demo slim config: sensitivity scan toward -40 % FLOPs,
+    both fine-tunes, exports and the table."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "slim", "prune_distill.py"), "--teacher_weights",
+         str(work / "base.pdparams"), "--target", "0.4", "--sensitivity_ratios", "0.5", "0.75",
+         "--epochs", "1", "--output_dir", str(work / "story"), *opts(work)],
+        cwd=work, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    table = out[out.index("model "):]
+    for row in ("baseline", "pruned (no tune)", "pruned+tuned", "pruned+distilled"):
+        assert f"\n{row} " in table, table
+    cuts = [int(c) for c in re.findall(r"FLOPs -(\d+)%", table)]
+    assert len(cuts) == 3 and min(cuts) >= 40, table
+    assert "pruning cost" in out and "distillation over the plain fine-tune" in out
+    assert (work / "story" / "ppyolo_tiny_shapes_distill_prune" / "model.pdmodel").is_file()
