@@ -4,7 +4,8 @@
   ``quant_config`` keys (``activation_preprocess_type: PACT`` for PACT clipping). The head's output
   convs stay in float (``skip_quant``). ``export_quantized`` writes an inference model dir.
 - ``PTQ``: post-training quantization of an exported FP32 inference model with
-  ``paddleslim.quant.quant_post_static``, calibrated on ``quant_batch_num`` batches.
+  ``paddleslim.quant.quant_post_static``, calibrated on ``quant_batch_num`` batches. Conv biases
+  are folded to constants first (``fold_bias_reshapes``) so they stay float, as Lite adds them.
 
 Both write PaddleDetection's deploy layout (``model.pdmodel``, ``model.pdiparams`` with int8
 weights, ``infer_cfg.yml``): Paddle Inference runs it, ``deploy/lite/convert.py`` turns it into a
@@ -15,6 +16,7 @@ import copy
 import difflib
 import os
 import shutil
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -25,6 +27,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.registry import register
+from ..engine.program_edit import SavedProgram, fold_bias_reshapes
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -198,18 +201,24 @@ class PTQ:
             def __getitem__(self, i):
                 return tuple(samples[i])
 
-        paddle.enable_static()
-        try:
-            feeds = [paddle.static.data(n, [-1] + list(batches[0][n].shape[1:]), "float32")
-                     for n in names]
-            loader = paddle.io.DataLoader(Calibration(), feed_list=feeds, return_list=False,
-                                          batch_size=batch_size, shuffle=False, drop_last=False)
-            quant_post_static(paddle.static.Executor(paddle.CPUPlace()), fp32_dir, save_dir,
-                              data_loader=loader, model_filename="model.pdmodel",
-                              params_filename="model.pdiparams", batch_nums=self.quant_batch_num,
-                              **self.kwargs)
-        finally:
-            paddle.disable_static()
+        with tempfile.TemporaryDirectory(prefix="ptq_fp32_") as folded:
+            # conv biases as constants the quantizer leaves in float (Lite adds them in float)
+            with SavedProgram(fp32_dir) as prog:
+                fold_bias_reshapes(prog)
+                prog.save(folded, strip_attrs=False)
+            paddle.enable_static()
+            try:  # feeds in a program of their own: the default one outlives this call
+                with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()):
+                    feeds = [paddle.static.data(n, [-1] + list(batches[0][n].shape[1:]),
+                                                "float32") for n in names]
+                loader = paddle.io.DataLoader(Calibration(), feed_list=feeds, return_list=False,
+                                              batch_size=batch_size, shuffle=False, drop_last=False)
+                quant_post_static(paddle.static.Executor(paddle.CPUPlace()), folded, save_dir,
+                                  data_loader=loader, model_filename="model.pdmodel",
+                                  params_filename="model.pdiparams",
+                                  batch_nums=self.quant_batch_num, **self.kwargs)
+            finally:
+                paddle.disable_static()
         shutil.copy(os.path.join(fp32_dir, "infer_cfg.yml"), save_dir)
         logger.info(f"post-quantized {fp32_dir} -> {save_dir} on {len(samples)} images "
                     f"({model_size(save_dir) / 2**20:.2f} MiB)")

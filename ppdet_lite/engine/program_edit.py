@@ -1,0 +1,186 @@
+"""Edit a saved inference program (``model.pdmodel`` + ``model.pdiparams``) without the model code.
+
+    with SavedProgram("output_inference/ppyolo_tiny") as prog:
+        fold_bias_reshapes(prog)      # conv + reshape2(bias) + add  ->  conv + add(bias, axis=1)
+        compact_names(prog)           # var names -> v0, v1, ... (feeds and fetches kept)
+        prog.save("/tmp/ppyolo_tiny_lite")   # also drops debug-only op attributes
+
+Used before post-training quantization (``fold_bias_reshapes``: a conv bias is then a constant
+that the quantizer leaves in float, as the BatchNorm-folded biases are) and before a Paddle Lite
+conversion: a ``.nb`` stores every variable name and every op attribute of the program, so short
+names and no ``op_callstack``/``op_device``/... make it smaller (measured on the 80-class PP-YOLO
+Tiny int8 ``.nb``: 1,546,334 -> 1,478,318 bytes with all three). Outputs are unchanged.
+"""
+import os
+import shutil
+from typing import Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["SavedProgram", "DEBUG_ATTRS", "fold_bias_reshapes", "compact_names"]
+
+# attributes only Paddle's debugging and training passes read
+DEBUG_ATTRS = frozenset({"op_callstack", "op_device", "op_role", "op_role_var", "op_namescope",
+                         "with_quant_attr", "only_observer"})
+
+
+class SavedProgram:
+    """An inference model dir loaded into its own scope, for editing; a context manager that
+    turns Paddle's static mode on inside and back off on exit."""
+
+    def __init__(self, model_dir: str, model_filename: str = "model"):
+        self.model_dir = model_dir
+        self.prefix = os.path.join(model_dir, model_filename)
+        if not os.path.isfile(self.prefix + ".pdmodel"):
+            raise FileNotFoundError(f"{self.prefix}.pdmodel not found: expected an exported "
+                                    "inference model dir")
+
+    def __enter__(self) -> "SavedProgram":
+        import paddle
+
+        self._was_dynamic = paddle.in_dynamic_mode()
+        paddle.enable_static()
+        self.scope = paddle.static.Scope()
+        self.place = paddle.CPUPlace()
+        self.exe = paddle.static.Executor(self.place)
+        with paddle.static.scope_guard(self.scope):
+            self.program, self.feeds, fetch_vars = paddle.static.load_inference_model(
+                self.prefix, self.exe)
+        self.fetches = [v.name for v in fetch_vars]
+        self.block = self.program.global_block()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import paddle
+
+        if self._was_dynamic:
+            paddle.disable_static()
+
+    # --- reading and writing tensors -------------------------------------------------------
+    def array(self, name: str) -> np.ndarray:
+        return np.array(self.scope.find_var(name).get_tensor())
+
+    def set_array(self, name: str, value: np.ndarray) -> None:
+        self.scope.var(name).get_tensor().set(np.ascontiguousarray(value), self.place)
+
+    def add_param(self, name: str, value: np.ndarray):
+        """A new persistable variable holding ``value``."""
+        var = self.block.create_var(name=name, shape=list(value.shape), dtype=str(value.dtype),
+                                    persistable=True)
+        self.set_array(name, value)
+        return var
+
+    def is_param(self, name: str) -> bool:
+        return self.block.has_var(name) and self.block.var(name).persistable
+
+    # --- graph queries ---------------------------------------------------------------------
+    def producers(self) -> Dict[str, object]:
+        return {n: op for op in self.block.ops for n in op.output_arg_names}
+
+    def consumers(self, name: str) -> List[object]:
+        return [op for op in self.block.ops if name in op.input_arg_names]
+
+    def op_index(self, op) -> int:
+        return next(i for i, o in enumerate(self.block.ops) if o is op)
+
+    def replace_op(self, op, new_ops: List[dict]) -> None:
+        """Put ``new_ops`` (``dict(type, inputs, outputs, attrs)``) where ``op`` was."""
+        i = self.op_index(op)
+        self.block._remove_op(i)
+        for k, spec in enumerate(new_ops):
+            self.block._insert_op(i + k, **spec)
+
+    # --- saving ----------------------------------------------------------------------------
+    def save(self, out_dir: str, strip_attrs: bool = True) -> str:
+        """Write ``out_dir``/model.pdmodel + .pdiparams (+ the source's infer_cfg.yml). Unused
+        ops and variables are pruned and so are the in-place identity ``scale`` ops each re-save
+        appends to the outputs; ``strip_attrs`` drops DEBUG_ATTRS (PaddleSlim needs them)."""
+        import paddle
+
+        os.makedirs(out_dir, exist_ok=True)
+        prefix = os.path.join(out_dir, "model")
+        with paddle.static.scope_guard(self.scope):
+            paddle.static.save_inference_model(
+                prefix, [self.block.var(n) for n in self.feeds],
+                [self.block.var(n) for n in self.fetches], self.exe, program=self.program)
+        _strip_program(prefix + ".pdmodel", strip_attrs)
+        cfg = os.path.join(self.model_dir, "infer_cfg.yml")
+        if os.path.isfile(cfg) and os.path.abspath(out_dir) != os.path.abspath(self.model_dir):
+            shutil.copy(cfg, out_dir)
+        return out_dir
+
+
+def _strip_program(pdmodel: str, strip_attrs: bool) -> None:
+    """Drop in-place identity ``scale`` ops (X == Out, scale 1, bias 0) and DEBUG_ATTRS."""
+    from paddle.base.proto import framework_pb2
+
+    desc = framework_pb2.ProgramDesc()
+    with open(pdmodel, "rb") as f:
+        desc.ParseFromString(f.read())
+    for block in desc.blocks:
+        kept = []
+        for op in block.ops:
+            attrs = {a.name: a for a in op.attrs}
+            ins = [a for slot in op.inputs for a in slot.arguments]
+            outs = [a for slot in op.outputs for a in slot.arguments]
+            identity = "scale" in attrs and attrs["scale"].f == 1.0 and \
+                ("bias" not in attrs or attrs["bias"].f == 0.0)
+            if op.type == "scale" and ins == outs and identity:
+                continue
+            if strip_attrs:
+                keep_attrs = [a for a in op.attrs if a.name not in DEBUG_ATTRS]
+                del op.attrs[:]
+                op.attrs.extend(keep_attrs)
+            kept.append(op)
+        del block.ops[:]
+        block.ops.extend(kept)
+    with open(pdmodel, "wb") as f:
+        f.write(desc.SerializeToString())
+
+
+def fold_bias_reshapes(prog: SavedProgram) -> int:
+    """``reshape2(bias [C] -> [1,C,1,1])`` feeding only ``elementwise_add`` ops (Paddle's
+    static conv with a bias) -> the adds take ``bias`` itself with ``axis=1``, as a folded
+    BatchNorm's bias is added. Returns how many were folded."""
+    folded = 0
+    for op in list(prog.block.ops):
+        if op.type != "reshape2" or op.input("Shape") or op.input("ShapeTensor"):
+            continue
+        bias, out = op.input("X")[0], op.output("Out")[0]
+        if not prog.is_param(bias):
+            continue
+        value = prog.array(bias)
+        users = prog.consumers(out)
+        if value.ndim != 1 or list(op.attr("shape")) not in ([1, -1, 1, 1], [1, value.size, 1, 1]) \
+                or not users or any(u.type != "elementwise_add" or u.input("Y") != [out]
+                                    for u in users):
+            continue
+        for user in users:
+            user._rename_input(out, bias)
+            user._set_attr("axis", 1)
+        prog.block._remove_op(prog.op_index(op))
+        folded += 1
+    return folded
+
+
+def compact_names(prog: SavedProgram, prefix: str = "v") -> int:
+    """Rename every variable but the feeds and fetches to ``<prefix><i>``; returns the count."""
+    keep = set(prog.feeds) | set(prog.fetches) | {"feed", "fetch"}
+    names = [n for n in list(prog.block.vars) if n not in keep]
+    taken = set(prog.block.vars)
+    renamed = 0
+    i = 0
+    for old in names:
+        new = f"{prefix}{i}"
+        while new in taken:
+            i += 1
+            new = f"{prefix}{i}"
+        i += 1
+        if prog.is_param(old):
+            holder: Optional[object] = prog.scope.find_var(old)
+            if holder is not None and holder.get_tensor()._is_initialized():
+                prog.set_array(new, prog.array(old))
+        prog.block._rename_var(old, new)
+        taken.add(new)
+        renamed += 1
+    return renamed
