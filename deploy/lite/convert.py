@@ -5,7 +5,10 @@
 
 Writes ``DIR/model.nb``, ``DIR/infer_cfg.json`` (infer_cfg.yml as JSON: preprocess, labels) and
 ``DIR/det_runtime_config.json`` (PaddleDetection's Lite demo keys); DIR defaults to
-``<model_dir>/lite_<target>``. ``paddle_lite_opt`` comes from PATH, else from a Python 3.10 venv
+``<model_dir>/lite_<target>``. ``opt`` reads a prepared copy of the program (same outputs): conv
+bias reshapes folded, short variable names, no debug attributes (a smaller ``.nb``; ``--no_compact``
+skips it), and for an int8 model on x86 the workarounds of ``x86_int8.py`` (``--no_x86_int8_fixes``
+converts it as is, which gives wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes from PATH, else from a Python 3.10 venv
 (paddlelite wheels stop at CPython 3.10) kept at ``~/.cache/ppdet_lite/lite-venv``, created on first
 use from pyenv's 3.10.13 or any ``python3.10`` with ``pip install paddlelite==2.13rc0 ...``.
 """
@@ -16,7 +19,8 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import List, Optional
+import tempfile
+from typing import Dict, List, Optional
 
 import yaml
 
@@ -88,6 +92,10 @@ def find_opt(venv: str = LITE_VENV) -> List[str]:
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from ppdet_lite.engine.onnx_export import program_op_descs, program_ops  # noqa: E402  (graph readers)
+from ppdet_lite.engine.program_edit import (SavedProgram, compact_names,  # noqa: E402
+                                            fold_bias_reshapes)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from x86_int8 import apply_x86_int8_workarounds, is_quantized  # noqa: E402
 
 
 def zero_d_reductions(pdmodel: str) -> list:
@@ -125,6 +133,23 @@ def zero_d_constants(pdmodel: str) -> list:
     return found
 
 
+def prepare_program(model_dir: str, out_dir: str, valid_targets: str, compact: bool = True,
+                    x86_int8_fixes: bool = True) -> Dict[str, int]:
+    """Write the copy of ``model_dir`` that ``opt`` converts into ``out_dir``; returns what was
+    changed (counts)."""
+    report = {}
+    with SavedProgram(model_dir) as prog:
+        if compact:
+            report["folded conv bias reshapes"] = fold_bias_reshapes(prog)
+        op_types = {op.type for op in prog.block.ops}
+        if x86_int8_fixes and valid_targets == "x86" and is_quantized(op_types):
+            report.update(apply_x86_int8_workarounds(prog))
+        if compact:
+            report["renamed variables"] = compact_names(prog)
+        prog.save(out_dir, strip_attrs=compact)
+    return report
+
+
 def runtime_config(output_dir: str, threshold: float, cpu_threads: int) -> dict:
     """PaddleDetection's ``det_runtime_config.json`` keys for the C++ Lite demo."""
     return {"model_dir_det": output_dir, "batch_size_det": 1, "threshold_det": threshold,
@@ -134,8 +159,9 @@ def runtime_config(output_dir: str, threshold: float, cpu_threads: int) -> dict:
 
 def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str] = None,
             enable_fp16: bool = False, threshold: float = 0.5, cpu_threads: int = 4,
-            venv: str = LITE_VENV) -> str:
-    """Run ``paddle_lite_opt`` on ``model_dir``; returns the output dir holding ``model.nb``."""
+            venv: str = LITE_VENV, compact: bool = True, x86_int8_fixes: bool = True) -> str:
+    """Run ``paddle_lite_opt`` on (a prepared copy of) ``model_dir``; returns the output dir
+    holding ``model.nb``."""
     if valid_targets not in LITE_BLOCKERS:
         raise ValueError(f"--valid_targets {valid_targets!r}: expected one of "
                          f"{sorted(LITE_BLOCKERS)}")
@@ -162,16 +188,27 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
     if blockers:
         raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
                          f"{blockers}. Re-export with a model that avoids them.")
+    if "fake_dequantize_max_abs" in ops or "fake_channel_wise_dequantize_max_abs" in ops:
+        print("warning: fake-quantized (onnx_format: false) model: Lite's x86 int8 kernels give "
+              "wrong results for it; quantize with onnx_format: true to check on x86")
     output_dir = output_dir or os.path.join(model_dir, f"lite_{valid_targets}")
     os.makedirs(output_dir, exist_ok=True)
-    cmd = find_opt(venv) + [f"--model_file={pdmodel}", f"--param_file={params}",
-                            "--optimize_out_type=naive_buffer",
-                            f"--optimize_out={os.path.join(output_dir, 'model')}",
-                            f"--valid_targets={valid_targets}"]
-    if enable_fp16:
-        cmd.append("--enable_fp16=true")
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    opt = find_opt(venv)
     nb = os.path.join(output_dir, "model.nb")
+    if os.path.isfile(nb):
+        os.remove(nb)  # a failed run must not leave an old .nb looking fresh
+    with tempfile.TemporaryDirectory(prefix="lite_src_") as tmp:
+        if compact or (x86_int8_fixes and valid_targets == "x86" and is_quantized(ops)):
+            report = prepare_program(model_dir, tmp, valid_targets, compact, x86_int8_fixes)
+            pdmodel, params = (os.path.join(tmp, f"model.{e}") for e in ("pdmodel", "pdiparams"))
+            print("prepared for opt: " + ", ".join(f"{k} {v}" for k, v in report.items() if v))
+        cmd = opt + [f"--model_file={pdmodel}", f"--param_file={params}",
+                     "--optimize_out_type=naive_buffer",
+                     f"--optimize_out={os.path.join(output_dir, 'model')}",
+                     f"--valid_targets={valid_targets}"]
+        if enable_fp16:
+            cmd.append("--enable_fp16=true")
+        run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0 or not os.path.isfile(nb):
         raise RuntimeError(f"paddle_lite_opt failed (exit {run.returncode}):\n"
                            f"{(run.stdout + run.stderr)[-3000:]}")
@@ -195,10 +232,15 @@ def main(argv=None) -> None:
                     help="threshold_det in the runtime json")
     ap.add_argument("--cpu_threads", type=int, default=4, help="cpu_threads in the runtime json")
     ap.add_argument("--lite_venv", default=LITE_VENV, help="where the Python 3.10 venv lives")
+    ap.add_argument("--no_compact", action="store_true",
+                    help="convert the program as exported (long names, debug attributes)")
+    ap.add_argument("--no_x86_int8_fixes", action="store_true",
+                    help="int8 model on x86: skip the kernel-bug workarounds (x86_int8.py)")
     args = ap.parse_args(argv)
     try:
         convert(args.model_dir, args.valid_targets, args.output_dir, args.enable_fp16,
-                args.threshold, args.cpu_threads, args.lite_venv)
+                args.threshold, args.cpu_threads, args.lite_venv, not args.no_compact,
+                not args.no_x86_int8_fixes)
     except LiteUnavailable as e:
         sys.exit(f"error: {e}")
 

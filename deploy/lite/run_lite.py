@@ -8,7 +8,10 @@ no paddle, no ppdet_lite), with the same preprocessing/postprocessing files as d
         [--threshold 0.5] [--save_json out.json] [--run_benchmark]
 
 Prints one line per image; ``--save_json`` writes ``[{"file", "boxes": [[class, score, x1, y1, x2,
-y2], ...]}]``. An arm ``.nb`` loads on x86 but returns zeros: check on x86 with an x86 one.
+y2], ...]}]``. ``--inputs_npz IN.npz --outputs_npz OUT.npz`` instead runs the model once on arrays
+already preprocessed (one per input name) and saves its raw outputs under their output names, to
+compare a ``.nb`` with Paddle Inference tensor by tensor. An arm ``.nb`` loads on x86 but returns
+zeros: check on x86 with an x86 one.
 """
 import argparse
 import json
@@ -31,7 +34,7 @@ class LiteDetector:
         from paddlelite.lite import MobileConfig, create_paddle_predictor
         with open(os.path.join(lite_dir, "infer_cfg.json")) as f:
             self.cfg = json.load(f)
-        self.ops = build_ops(self.cfg["Preprocess"])
+        self.ops = build_ops(self.cfg.get("Preprocess", []))
         config = MobileConfig()
         config.set_model_from_file(os.path.join(lite_dir, "model.nb"))
         self.predictor = create_paddle_predictor(config)
@@ -45,6 +48,13 @@ class LiteDetector:
         n = len(self.predictor.get_output_names())
         return [np.array(self.predictor.get_output(i).numpy()) for i in range(n)]
 
+    def run_npz(self, inputs_npz: str, outputs_npz: str) -> None:
+        """Raw outputs of one run on the arrays in ``inputs_npz``, saved by output name."""
+        with np.load(inputs_npz) as f:
+            inputs = {k: np.ascontiguousarray(f[k]) for k in f.files}
+        outputs = self.run(inputs)
+        np.savez(outputs_npz, **dict(zip(self.predictor.get_output_names(), outputs)))
+
     def predict(self, image, threshold: float) -> dict:
         im, info = preprocess(image, self.ops)
         bbox, bbox_num = self.run(batch_inputs([im], [info]))[:2]
@@ -54,12 +64,20 @@ class LiteDetector:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Paddle Lite runner for an x86 .nb")
     ap.add_argument("--lite_dir", required=True, help="dir with model.nb and infer_cfg.json")
-    ap.add_argument("--image_file", nargs="+", required=True)
+    ap.add_argument("--image_file", nargs="+", help="images to detect on")
+    ap.add_argument("--inputs_npz", help="run once on these preprocessed arrays instead")
+    ap.add_argument("--outputs_npz", help="with --inputs_npz: save the raw outputs here")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--save_json", help="write the boxes of every image here")
     ap.add_argument("--run_benchmark", action="store_true", help="10 warm-up + 50 timed runs")
     args = ap.parse_args(argv)
+    if bool(args.image_file) == bool(args.inputs_npz) or \
+            bool(args.inputs_npz) != bool(args.outputs_npz):
+        ap.error("give --image_file, or --inputs_npz with --outputs_npz")
     det = LiteDetector(args.lite_dir)
+    if args.inputs_npz:
+        det.run_npz(args.inputs_npz, args.outputs_npz)
+        return
     results = []
     for path in args.image_file:
         r = det.predict(path, args.threshold)
