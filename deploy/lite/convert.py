@@ -147,7 +147,27 @@ def prepare_program(model_dir: str, out_dir: str, valid_targets: str, compact: b
         if compact:
             report["renamed variables"] = compact_names(prog)
         prog.save(out_dir, strip_attrs=compact)
+    report["relu6 given threshold 6"] = relu6_thresholds(os.path.join(out_dir, "model.pdmodel"))
     return report
+
+
+def relu6_thresholds(pdmodel: str) -> int:
+    """Paddle 2.6's ``relu6`` has no ``threshold`` attribute and ``opt`` aborts without one
+    ("No attributes called threshold found for relu6", fp32 or int8, any target): add 6.0."""
+    from paddle.base.proto import framework_pb2
+
+    desc = framework_pb2.ProgramDesc()
+    with open(pdmodel, "rb") as f:
+        desc.ParseFromString(f.read())
+    count = 0
+    for op in (op for block in desc.blocks for op in block.ops):
+        if op.type == "relu6" and not any(a.name == "threshold" for a in op.attrs):
+            op.attrs.add(name="threshold", type=framework_pb2.AttrType.FLOAT, f=6.0)
+            count += 1
+    if count:
+        with open(pdmodel, "wb") as f:
+            f.write(desc.SerializeToString())
+    return count
 
 
 def runtime_config(output_dir: str, threshold: float, cpu_threads: int) -> dict:
@@ -198,7 +218,8 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
     if os.path.isfile(nb):
         os.remove(nb)  # a failed run must not leave an old .nb looking fresh
     with tempfile.TemporaryDirectory(prefix="lite_src_") as tmp:
-        if compact or (x86_int8_fixes and valid_targets == "x86" and is_quantized(ops)):
+        if compact or "relu6" in ops or (x86_int8_fixes and valid_targets == "x86"
+                                         and is_quantized(ops)):
             report = prepare_program(model_dir, tmp, valid_targets, compact, x86_int8_fixes)
             pdmodel, params = (os.path.join(tmp, f"model.{e}") for e in ("pdmodel", "pdiparams"))
             print("prepared for opt: " + ", ".join(f"{k} {v}" for k, v in report.items() if v))

@@ -66,6 +66,21 @@ def test_zero_d_reduction_constant_and_flatten_are_refused_for_x86(tmp_path):
         lite.convert(Scaled.save(tmp_path / "pow", lambda x: x ** 0.5, [2, 3]), "arm")
 
 
+def test_relu6_converts_and_matches(tmp_path, lite_python):
+    """Paddle 2.6 saves relu6 without the threshold attribute opt requires (it aborts);
+    convert.py adds threshold 6."""
+    import numpy as np
+    import paddle
+
+    from ppdet_lite.slim.quant import inference_predictor, run_inference
+
+    model = Scaled.save(tmp_path, paddle.nn.functional.relu6, [1, 3, 4, 4])
+    x = {"x": np.linspace(-9, 9, 48, dtype="float32").reshape(1, 3, 4, 4)}
+    out = lite_run(lite_python, lite.convert(model, "x86", str(tmp_path / "x86")), x,
+                   tmp_path / "relu6")[0]
+    np.testing.assert_allclose(out, run_inference(inference_predictor(model), x)[0], atol=1e-6)
+
+
 # --- int8 (post-training quantized) models -------------------------------------------------
 
 def lite_run(lite_python: str, lite_dir: str, inputs: dict, path) -> list:
