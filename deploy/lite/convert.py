@@ -6,11 +6,12 @@
 Writes ``DIR/model.nb``, ``DIR/infer_cfg.json`` (infer_cfg.yml as JSON: preprocess, labels) and
 ``DIR/det_runtime_config.json`` (PaddleDetection's Lite demo keys); DIR defaults to
 ``<model_dir>/lite_<target>``. ``opt`` reads a prepared copy of the program (same outputs): conv
-bias reshapes folded, short variable names, no debug attributes (a smaller ``.nb``; ``--no_compact``
-skips it), and for an int8 model on x86 the workarounds of ``x86_int8.py`` (``--no_x86_int8_fixes``
-converts it as is, which gives wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes from PATH, else from a Python 3.10 venv
-(paddlelite wheels stop at CPython 3.10) kept at ``~/.cache/ppdet_lite/lite-venv``, created on first
-use from pyenv's 3.10.13 or any ``python3.10`` with ``pip install paddlelite==2.13rc0 ...``.
+bias reshapes folded, short variable names, no debug attributes (a smaller ``.nb``;
+``--no_compact`` skips it), and for an int8 model on x86 the workarounds of ``x86_int8.py``
+(``--no_x86_int8_fixes`` converts it as is: wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes
+from PATH, else from a Python 3.10 venv (paddlelite wheels stop at CPython 3.10) kept at
+``~/.cache/ppdet_lite/lite-venv``, created on first use from pyenv's 3.10.13 or any ``python3.10``
+with ``pip install paddlelite==2.13rc0 ...``.
 """
 import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
 import argparse
@@ -208,7 +209,8 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
     if blockers:
         raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
                          f"{blockers}. Re-export with a model that avoids them.")
-    if "fake_dequantize_max_abs" in ops or "fake_channel_wise_dequantize_max_abs" in ops:
+    if valid_targets == "x86" and ("fake_dequantize_max_abs" in ops
+                                   or "fake_channel_wise_dequantize_max_abs" in ops):
         print("warning: fake-quantized (onnx_format: false) model: Lite's x86 int8 kernels give "
               "wrong results for it; quantize with onnx_format: true to check on x86")
     output_dir = output_dir or os.path.join(model_dir, f"lite_{valid_targets}")
