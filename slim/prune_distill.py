@@ -146,7 +146,7 @@ def prune_student(args, cfg, slim_cfg, model, evaluate, shape):
 
 def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
     """Fine-tune a model of ``state``'s (pruned) shapes; with ``teacher``, distil from it.
-    Returns (model holding the final weights that were evaluated, metrics)."""
+    Returns the model holding the final (EMA) weights."""
     import paddle
     import yaml
 
@@ -158,14 +158,14 @@ def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
     trainer = Trainer(run, mode="train", seed=run.get("seed", 0), model=model)
     if teacher is not None:
         distill_trainer(trainer, teacher, build_distill_loss(slim_cfg))
-    metrics = trainer.train(validate=True)
+    trainer.train(validate=True)
     final = os.path.join(trainer.save_dir, "model_final.pdparams")
-    load_pruned_weights(trainer.model, paddle.load(final))  # the (EMA) weights just evaluated
+    load_pruned_weights(trainer.model, paddle.load(final))  # the (EMA) weights, as exported
     with open(os.path.join(trainer.save_dir, "slim_info.yml"), "w") as f:
         f.write("# pruned weights: load with ppdet_lite.slim.load_pruned_weights(model, "
                 "paddle.load('model_final.pdparams'))\n")
         yaml.safe_dump(info or {}, f, sort_keys=False)
-    return trainer.model, metrics
+    return trainer.model
 
 
 def measure(cfg, name, model, shape, args):
@@ -260,13 +260,13 @@ def main(argv=None) -> None:
     if mode == "Distill" or not args.no_plain:
         name = "student" if mode == "Distill" else "pruned+tuned"
         print(f"== fine-tune ({name}, task loss only)")
-        model, metrics = finetune(cfg, f"{cfg['filename']}_plain", state, args.epochs, info=info)
-        rows.append((name, metrics, measure(cfg, f"{cfg['filename']}_plain", model, shape, args)))
+        model = finetune(cfg, f"{cfg['filename']}_plain", state, args.epochs, info=info)
+        rows.append((name, evaluate(model), measure(cfg, f"{cfg['filename']}_plain", model, shape, args)))
     if mode != "Pruner":
         name = "distilled" if mode == "Distill" else "pruned+distilled"
         print(f"== fine-tune ({name}: task loss + distillation from the baseline)")
-        model, metrics = finetune(cfg, cfg["filename"], state, args.epochs, teacher, slim_cfg, info)
-        rows.append((name, metrics, measure(cfg, cfg["filename"], model, shape, args)))
+        model = finetune(cfg, cfg["filename"], state, args.epochs, teacher, slim_cfg, info)
+        rows.append((name, evaluate(model), measure(cfg, cfg["filename"], model, shape, args)))
     time_models(rows, sample, args)
     print_table(rows, shape, args)
     if mode != "Distill":
