@@ -134,6 +134,6 @@ def test_r18vd_with_matrix_nms_converts_with_export_nms_false(work, image_files)
         np.testing.assert_allclose(scores, ref["scores"], atol=1e-4)
         np.testing.assert_allclose(boxes, ref["boxes"], atol=1e-2)
         assert (scores > 0.01).sum() > 20 and scores.max() > 0.1  # boxes exist
-        np.testing.assert_allclose(paddle_run(model_dir, inputs)[1], scores, atol=1e-5)
+        np.testing.assert_allclose(paddle_run(model_dir, inputs)[1], scores, atol=1e-4)  # two runtimes: float sums in another order
         print(f"r18vd onnx vs dygraph: max |score| diff {np.abs(scores - ref['scores']).max():.1e}"
               f", max coord diff {np.abs(boxes - ref['boxes']).max():.1e} px")
