@@ -119,26 +119,14 @@ def shapes_ptq(tmp_path_factory):
     quantize_linear format) to int8; with that batch's inputs."""
     from types import SimpleNamespace
 
-    import paddle
-
     from ppdet_lite.engine.export import export_model
-    from ppdet_lite.engine.trainer import Trainer
     from ppdet_lite.slim import PTQ
     from ppdet_lite.slim.quant import calibration_batches
 
-    from ..slim.helpers import fixed_batch, tiny_cfg
+    from ..slim.helpers import calibrated_tiny
 
     tmp = tmp_path_factory.mktemp("lite_int8")
-    cfg = tiny_cfg(tmp, **{"YOLOv3Head.obj_bias_init": 0.0, "YOLOv3Head.cls_bias_init": 0.0,
-                           "export.nms": False})
-    trainer = Trainer(cfg, "train", seed=0)
-    batch = fixed_batch(trainer)
-    model = trainer.model
-    model.train()
-    with paddle.no_grad():
-        for _ in range(10):
-            model.neck(model.backbone(batch))
-    model.eval()
+    cfg, model, batch = calibrated_tiny(tmp)
     fp32 = export_model(cfg, str(tmp / "inference"), model=model)
     ptq = PTQ({"activation_quantizer": "HistQuantizer", "hist_percent": 0.999}, quant_batch_num=2)
     int8 = ptq.quantize(fp32, str(tmp / "ptq"), calibration_batches(cfg, 2))

@@ -50,6 +50,24 @@ def tiny_cfg(tmp_dir: str, **extra):
     return ppdet_lite.load_config(DEMO, overrides(str(tmp_dir), **extra))
 
 
+def calibrated_tiny(tmp_dir: str):
+    """``(cfg, model, batch)``: a Tiny model (96 px, zero head biases so scores spread around
+    0.3, ``export.nms: false``) in eval mode, its BatchNorm statistics taken from one fixed batch."""
+    from ppdet_lite.engine.trainer import Trainer
+
+    cfg = tiny_cfg(tmp_dir, **{"YOLOv3Head.obj_bias_init": 0.0, "YOLOv3Head.cls_bias_init": 0.0,
+                               "export.nms": False})
+    trainer = Trainer(cfg, "train", seed=0)
+    batch = fixed_batch(trainer)
+    model = trainer.model
+    model.train()
+    with paddle.no_grad():
+        for _ in range(10):
+            model.neck(model.backbone(batch))
+    model.eval()
+    return cfg, model, batch
+
+
 def fixed_batch(trainer):
     from ppdet_lite.engine.trainer import to_tensors
 

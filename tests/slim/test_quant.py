@@ -16,7 +16,7 @@ from ppdet_lite.engine.export import export_model
 from ppdet_lite.slim import PTQ, QAT, export_quantized, load_slim_config
 from ppdet_lite.slim.quant import calibration_batches, inference_predictor, model_size, run_inference
 
-from .helpers import ROOT, box_iou, fixed_batch, tiny_cfg
+from .helpers import ROOT, box_iou, calibrated_tiny
 
 PACT = {"activation_preprocess_type": "PACT", "weight_quantize_type": "channel_wise_abs_max",
         "activation_quantize_type": "moving_average_abs_max", "weight_bits": 8, "activation_bits": 8,
@@ -27,21 +27,10 @@ PACT = {"activation_preprocess_type": "PACT", "weight_quantize_type": "channel_w
 def fp32(tmp_path_factory):
     """A Tiny model (96 px, zero head biases so scores spread around 0.3) whose BatchNorm
     statistics come from a fixed batch; its FP32 export and that export's outputs on the batch."""
-    from ppdet_lite.engine.trainer import Trainer
-
     paddle.set_device("cpu")
     paddle.seed(0)
     tmp = tmp_path_factory.mktemp("quant")
-    cfg = tiny_cfg(tmp, **{"YOLOv3Head.obj_bias_init": 0.0, "YOLOv3Head.cls_bias_init": 0.0,
-                           "export.nms": False})
-    trainer = Trainer(cfg, "train", seed=0)
-    batch = fixed_batch(trainer)
-    model = trainer.model
-    model.train()
-    with paddle.no_grad():
-        for _ in range(10):
-            model.neck(model.backbone(batch))
-    model.eval()
+    cfg, model, batch = calibrated_tiny(tmp)
     inputs = {k: batch[k].numpy() for k in ("image", "im_shape", "scale_factor")}
     fp32_dir = export_model(cfg, str(tmp / "inference"), model=copy.deepcopy(model))
     ref = run_inference(inference_predictor(fp32_dir), inputs)
