@@ -94,24 +94,6 @@ def lite_run(lite_python: str, lite_dir: str, inputs: dict, path) -> list:
         return [f[k] for k in f.files]
 
 
-def candidates(ref, out, top: int = 50):
-    """For each image's ``top`` best ``ref`` candidates (boxes [N,M,4], scores [N,nc,M]): IoU
-    with the same candidate in ``out``, |score difference|, whether the best class agrees."""
-    import numpy as np
-
-    from ..slim.helpers import box_iou
-
-    (rb, rs), (ob, os_) = ref[:2], out[:2]
-    assert ob.shape == rb.shape and os_.shape == rs.shape
-    ious, dscore, same = [], [], []
-    for n in range(rb.shape[0]):
-        idx = np.argsort(-rs[n].max(0))[:top]
-        ious.append(np.diag(box_iou(rb[n, idx], ob[n, idx])))
-        dscore.append(np.abs(rs[n][:, idx] - os_[n][:, idx]))
-        same.append(rs[n][:, idx].argmax(0) == os_[n][:, idx].argmax(0))
-    return np.concatenate(ious), np.concatenate(dscore, axis=None), np.concatenate(same)
-
-
 @pytest.fixture(scope="module")
 def shapes_ptq(tmp_path_factory):
     """The shapes demo's Tiny (96 px, 3 classes, zero head biases, BatchNorm statistics of a fixed
@@ -141,6 +123,8 @@ def test_x86_int8_nb_boxes_overlap_fp32(shapes_ptq, lite_python):
     import numpy as np
 
     from ppdet_lite.slim.quant import inference_predictor, run_inference
+
+    from ..slim.helpers import compare_candidates as candidates
 
     m, tmp = shapes_ptq, shapes_ptq.tmp
     fp32 = lite_run(lite_python, lite.convert(m.fp32, "x86", str(tmp / "nb_fp32")), m.inputs,

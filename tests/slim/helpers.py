@@ -101,6 +101,21 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
 
 
+def compare_candidates(ref, out, top: int = 50):
+    """For each image's ``top`` best ``ref`` candidates (decoded boxes [N,M,4], scores [N,nc,M],
+    as exported with ``export.nms: false``): IoU with the same candidate's box in ``out``,
+    |score difference| and whether the best class agrees."""
+    (rb, rs), (ob, os_) = ref[:2], out[:2]
+    assert ob.shape == rb.shape and os_.shape == rs.shape
+    ious, dscore, same = [], [], []
+    for n in range(rb.shape[0]):
+        idx = np.argsort(-rs[n].max(0))[:top]
+        ious.append(np.diag(box_iou(rb[n, idx], ob[n, idx])))
+        dscore.append(np.abs(rs[n][:, idx] - os_[n][:, idx]))
+        same.append(rs[n][:, idx].argmax(0) == os_[n][:, idx].argmax(0))
+    return np.concatenate(ious), np.concatenate(dscore, axis=None), np.concatenate(same)
+
+
 def matched_fraction(ref, ref_num, other, other_num, top: int = 5, iou: float = 0.5) -> float:
     """Share of ``ref``'s ``top`` highest-scoring boxes per image (bbox [M,6], bbox_num [N]) that
     ``other`` also finds in that image (same class, IoU >= ``iou``)."""

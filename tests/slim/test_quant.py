@@ -16,7 +16,7 @@ from ppdet_lite.engine.export import export_model
 from ppdet_lite.slim import PTQ, QAT, export_quantized, load_slim_config
 from ppdet_lite.slim.quant import calibration_batches, inference_predictor, model_size, run_inference
 
-from .helpers import ROOT, box_iou, calibrated_tiny
+from .helpers import ROOT, calibrated_tiny, compare_candidates as compare
 
 PACT = {"activation_preprocess_type": "PACT", "weight_quantize_type": "channel_wise_abs_max",
         "activation_quantize_type": "moving_average_abs_max", "weight_bits": 8, "activation_bits": 8,
@@ -35,20 +35,6 @@ def fp32(tmp_path_factory):
     fp32_dir = export_model(cfg, str(tmp / "inference"), model=copy.deepcopy(model))
     ref = run_inference(inference_predictor(fp32_dir), inputs)
     return dict(cfg=cfg, model=model, batch=batch, inputs=inputs, dir=fp32_dir, ref=ref, tmp=tmp)
-
-
-def compare(ref, out, top: int = 50):
-    """For each image's ``top`` best FP32 candidates: IoU with the same candidate's INT8 box,
-    |score difference| and whether the best class agrees."""
-    (rb, rs), (ob, os_) = ref[:2], out[:2]
-    assert ob.shape == rb.shape and os_.shape == rs.shape
-    ious, dscore, same = [], [], []
-    for n in range(rb.shape[0]):
-        idx = np.argsort(-rs[n].max(0))[:top]
-        ious.append(np.diag(box_iou(rb[n, idx], ob[n, idx])))
-        dscore.append(np.abs(rs[n][:, idx] - os_[n][:, idx]))
-        same.append(rs[n][:, idx].argmax(0) == os_[n][:, idx].argmax(0))
-    return np.concatenate(ious), np.concatenate(dscore, axis=None), np.concatenate(same)
 
 
 def test_fp32_export_has_boxes(fp32):
