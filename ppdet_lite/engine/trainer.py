@@ -168,15 +168,11 @@ class Trainer:
         pretrain = cfg.get("pretrain_weights")
         if pretrain and load_pretrain:
             load_weights(self.model, pretrain, partial=True)
-        self.train_model = self.model
-        if self.nranks > 1:
-            if cfg.get("fleet"):
-                from paddle.distributed import fleet
+        self.train_model = self.model  # a slim wrapper may replace it; train() parallelizes it
+        if self.nranks > 1 and cfg.get("fleet"):
+            from paddle.distributed import fleet
 
-                self.train_model = fleet.distributed_model(self.model)
-                self.optimizer = fleet.distributed_optimizer(self.optimizer)
-            else:
-                self.train_model = paddle.DataParallel(self.model)
+            self.optimizer = fleet.distributed_optimizer(self.optimizer)
         self.scaler = None
         if cfg.get("amp"):
             if self.device == "gpu":
@@ -189,6 +185,18 @@ class Trainer:
             from visualdl import LogWriter
 
             self.vdl = LogWriter(cfg.get("vdl_log_dir") or "vdl_log_dir/scalar")
+
+    def _parallelize(self) -> None:
+        """Wrap ``train_model`` (the model, or a slim wrapper around it) for multi-process
+        training, once: every parameter gets exactly one gradient all-reduce."""
+        if self.nranks == 1 or isinstance(self.train_model, paddle.DataParallel):
+            return
+        if self.cfg.get("fleet"):
+            from paddle.distributed import fleet
+
+            self.train_model = fleet.distributed_model(self.train_model)
+        else:
+            self.train_model = paddle.DataParallel(self.train_model)
 
     def resume(self, path: str) -> None:
         """Restore weights, EMA, optimizer, schedule and epoch from a training checkpoint."""
@@ -216,6 +224,7 @@ class Trainer:
         smoothed: Dict[str, SmoothedValue] = {}
         last_metrics: Dict[str, float] = {}
         step = self.start_epoch * self.steps_per_epoch
+        self._parallelize()
         for epoch in range(self.start_epoch, self.epochs):
             self.train_model.train()
             if hasattr(self.loader, "set_epoch"):

@@ -156,7 +156,7 @@ def distill_trainer(trainer, teacher: nn.Layer, distill_loss: nn.Layer) -> Disti
     """Make ``trainer`` (a ``ppdet_lite.engine.trainer.Trainer``) distil from ``teacher``: its
     training step runs a ``DistillModel`` around ``trainer.model``. Returns that wrapper."""
     model = DistillModel(trainer.model, teacher, distill_loss)
-    trainer.train_model = paddle.DataParallel(model) if trainer.nranks > 1 else model
+    trainer.train_model = model  # Trainer.train wraps it for multi-process training
     return model
 
 

@@ -21,9 +21,17 @@ SCRIPT = textwrap.dedent("""
     from ppdet_lite.engine.trainer import Trainer
     import pathlib
     tmp = pathlib.Path({tmp!r})
-    trainer = Trainer(tiny_cfg(tmp, epoch=1), seed=3)
+    cfg = tiny_cfg(tmp, epoch=1)
+    trainer = Trainer(cfg, seed=3)
     assert trainer.nranks == 2, trainer.nranks
+    if {distill}:  # the same frozen teacher on both ranks around the student
+        import ppdet_lite
+        from ppdet_lite.slim import DistillYOLOv3Loss, distill_trainer
+        paddle.seed(11)
+        teacher = ppdet_lite.build_model(cfg)
+        distill_trainer(trainer, teacher, DistillYOLOv3Loss(weight=100))
     trainer.train()
+    assert isinstance(trainer.train_model, paddle.DataParallel)
     rank = paddle.distributed.get_rank()
     # trainable parameters only: BN running statistics are per-rank buffers (DataParallel syncs grads)
     params = {{n: p for n, p in trainer.model.named_parameters() if not p.stop_gradient}}
@@ -31,9 +39,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_two_process_cpu_training_keeps_ranks_identical(tmp_path):
+@pytest.mark.parametrize("distill", [False, True], ids=["plain", "distill"])
+def test_two_process_cpu_training_keeps_ranks_identical(tmp_path, distill):
+    """Plain, and with a distillation wrapper around the student (wrapped for data parallel once)."""
     script = tmp_path / "dp_train.py"
-    script.write_text(SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), tmp=str(tmp_path)))
+    script.write_text(SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), tmp=str(tmp_path),
+                                    distill=distill))
     # build the dataset once so the two ranks do not race to generate it
     from ppdet_lite.engine.trainer import build_dataset
 
@@ -55,4 +66,5 @@ def test_two_process_cpu_training_keeps_ranks_identical(tmp_path):
     assert saved == ["model_final.pdema", "model_final.pdopt", "model_final.pdparams"], saved
     rank_logs = {name: text for name, text in logs.items() if name.startswith("workerlog")}
     assert "saved checkpoint" in rank_logs["workerlog.0"]
+    assert ("distill_loss" in rank_logs["workerlog.0"]) == distill
     assert "saved checkpoint" not in rank_logs["workerlog.1"] and "Epoch [" not in rank_logs["workerlog.1"]
