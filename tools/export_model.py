@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
-from ppdet_lite.utils.cli import ArgsParser, load_configs  # noqa: E402
+from ppdet_lite.utils.cli import ArgsParser, load_configs, run  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -21,26 +21,22 @@ def main(argv=None) -> None:
     parser.add_argument("--onnx", action="store_true", help="also convert to ONNX (model.onnx)")
     parser.add_argument("--opset_version", type=int, default=11, help="ONNX opset (<= 18)")
     args = parser.parse_args(argv)
-    from ppdet_lite.core.errors import ConfigError
     from ppdet_lite.engine.export import export_model
     from ppdet_lite.engine.onnx_export import export_onnx
 
-    try:
-        cfg, slim_cfg = load_configs(args)
-        if slim_cfg is None:
-            save_dir = export_model(cfg, args.output_dir)
-        else:
-            from ppdet_lite.slim import build_slim_model, export_quantized
+    cfg, slim_cfg = load_configs(args)
+    if slim_cfg is None:
+        save_dir = export_model(cfg, args.output_dir)
+    else:
+        from ppdet_lite.slim import build_slim_model, export_quantized
 
-            model, _, qat = build_slim_model(cfg, slim_cfg, "export")
-            save_dir = (export_model(cfg, args.output_dir, model=model) if qat is None else
-                        export_quantized(cfg, model, qat, os.path.join(args.output_dir, cfg["filename"])))
-        print(f"inference model: {save_dir}")
-        if args.onnx:
-            print(f"onnx model: {export_onnx(save_dir, opset_version=args.opset_version)}")
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}")
+        model, _, qat = build_slim_model(cfg, slim_cfg, "export")
+        save_dir = (export_model(cfg, args.output_dir, model=model) if qat is None else
+                    export_quantized(cfg, model, qat, os.path.join(args.output_dir, cfg["filename"])))
+    print(f"inference model: {save_dir}")
+    if args.onnx:
+        print(f"onnx model: {export_onnx(save_dir, opset_version=args.opset_version)}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

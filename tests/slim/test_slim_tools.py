@@ -107,10 +107,12 @@ def test_distill_prune_trains_the_pruned_student(work):
     assert "bbox mAP@[.5:.95]" in out
 
 
-def test_ptq_config_in_train_points_to_post_quant(work):
+@pytest.mark.parametrize("name", ["train", "export_model"])
+def test_ptq_config_in_tools_points_to_post_quant(work, name):
     ptq = os.path.join(ROOT, "configs", "slim", "post_quant", "ppyolo_tiny_shapes_ptq.yml")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", DEMO,
-                           "--slim_config", ptq, *opts(work)], cwd=work, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", f"{name}.py"), "-c", DEMO,
+                           "--slim_config", ptq, *opts(work), "weights=" + str(work / "base.pdparams")],
+                          cwd=work, capture_output=True, text=True)
     assert proc.returncode == 2 and "slim/post_quant.py" in proc.stderr, proc.stderr[-2000:]
 
 
