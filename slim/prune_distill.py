@@ -16,8 +16,7 @@ pruned model twice from the same start: on its task loss ("pruned+tuned") and wi
 from the frozen baseline ("pruned+distilled"); (4) evaluate, export to Paddle Inference and print
 one table: mAP, FLOPs, parameters, file size and CPU latency for the baseline, the pruned model
 before fine-tuning and both fine-tunes, then how much of the mAP pruning cost each fine-tune won
-back. A ``slim: Pruner`` config skips the
-distilled run; ``slim: Distill`` skips pruning.
+back. A ``slim: Pruner`` config skips the distilled run; ``slim: Distill`` skips pruning.
 """
 import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
 import argparse
