@@ -59,6 +59,9 @@ def test_prune_train_eval_infer_export(work):
     assert "pruned 18 layers (fpgm)" in out
     final = work / "output" / "ppyolo_tiny_shapes_prune_fpgm" / "model_final.pdparams"
     assert params_of(str(final)) < 0.6 * params_of(base)  # the checkpoint holds the pruned model
+    out = tool("train", "-c", DEMO, "--slim_config", PRUNE, "-r", str(final)[:-len(".pdparams")],
+               *opts(work, pretrain_weights=base, epoch=2), cwd=work)
+    assert "at epoch 1" in out and "Epoch [1/2]" in out  # resumed into the pruned model
 
     w = ["weights=" + str(final)]
     out = tool("eval", "-c", DEMO, "--slim_config", PRUNE, *opts(work), *w, cwd=work)
