@@ -17,12 +17,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import ppdet_lite  # noqa: E402
+from ppdet_lite.utils.cli import ArgsParser  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", required=True, help="model config, e.g. configs/ppyolo_tiny_shapes.yml")
-    p.add_argument("--slim_config", required=True, help="a slim: PTQ config (configs/slim/post_quant/)")
+    p = ArgsParser(slim_required=True, description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", default="output_inference", help="model dirs go here")
     p.add_argument("--calib", default="TrainDataset",
                    help="calibration images: TrainDataset, EvalDataset or a folder of images")
@@ -30,7 +30,6 @@ def parse_args(argv=None):
     p.add_argument("--lite", choices=["arm", "x86"], help="also convert both to Paddle Lite .nb")
     p.add_argument("--untrained", action="store_true",
                    help="quantize a randomly initialised model (size / speed only; implies --no_eval)")
-    p.add_argument("-o", "--opt", nargs="*", default=[], help="config overrides, key=value")
     return p.parse_args(argv)
 
 

@@ -17,16 +17,15 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import ppdet_lite  # noqa: E402
+from ppdet_lite.utils.cli import ArgsParser  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", required=True, help="model config, e.g. configs/ppyolo_tiny_shapes.yml")
-    p.add_argument("--slim_config", required=True, help="a slim: QAT config (configs/slim/quant/)")
+    p = ArgsParser(slim_required=True, description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", default="output_inference", help="the int8 model dir goes here")
     p.add_argument("--no_eval", action="store_true", help="skip the FP32 and INT8 evaluations")
     p.add_argument("--lite", choices=["arm", "x86"], help="also convert to a Paddle Lite .nb")
-    p.add_argument("-o", "--opt", nargs="*", default=[], help="config overrides, key=value")
     return p.parse_args(argv)
 
 

@@ -94,7 +94,8 @@ def find_opt(venv: str = LITE_VENV) -> List[str]:
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from ppdet_lite.engine.onnx_export import program_op_descs, program_ops  # noqa: E402  (graph readers)
 from ppdet_lite.engine.program_edit import (SavedProgram, compact_names,  # noqa: E402
-                                            fold_bias_reshapes)
+                                            fold_bias_reshapes, read_program_desc,
+                                            write_program_desc)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from x86_int8 import apply_x86_int8_workarounds, is_quantized  # noqa: E402
 
@@ -157,17 +158,14 @@ def relu6_thresholds(pdmodel: str) -> int:
     ("No attributes called threshold found for relu6", fp32 or int8, any target): add 6.0."""
     from paddle.base.proto import framework_pb2
 
-    desc = framework_pb2.ProgramDesc()
-    with open(pdmodel, "rb") as f:
-        desc.ParseFromString(f.read())
+    desc = read_program_desc(pdmodel)
     count = 0
     for op in (op for block in desc.blocks for op in block.ops):
         if op.type == "relu6" and not any(a.name == "threshold" for a in op.attrs):
             op.attrs.add(name="threshold", type=framework_pb2.AttrType.FLOAT, f=6.0)
             count += 1
     if count:
-        with open(pdmodel, "wb") as f:
-            f.write(desc.SerializeToString())
+        write_program_desc(pdmodel, desc)
     return count
 
 

@@ -37,11 +37,9 @@ ONNX_BLOCKERS = {
 
 def program_op_descs(pdmodel: str) -> list:
     """OpDescs of a ProgramDesc ``.pdmodel``, all blocks."""
-    from paddle.base.proto import framework_pb2
-    desc = framework_pb2.ProgramDesc()
-    with open(pdmodel, "rb") as f:
-        desc.ParseFromString(f.read())
-    return [op for block in desc.blocks for op in block.ops]
+    from .program_edit import read_program_desc
+
+    return [op for block in read_program_desc(pdmodel).blocks for op in block.ops]
 
 
 def program_ops(pdmodel: str) -> set:

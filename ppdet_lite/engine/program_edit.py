@@ -17,7 +17,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["SavedProgram", "DEBUG_ATTRS", "fold_bias_reshapes", "compact_names"]
+__all__ = ["SavedProgram", "DEBUG_ATTRS", "fold_bias_reshapes", "compact_names", "read_program_desc",
+           "write_program_desc"]
 
 # attributes only Paddle's debugging and training passes read
 DEBUG_ATTRS = frozenset({"op_callstack", "op_device", "op_role", "op_role_var", "op_namescope",
@@ -110,13 +111,24 @@ class SavedProgram:
         return out_dir
 
 
-def _strip_program(pdmodel: str, strip_attrs: bool) -> None:
-    """Drop in-place identity ``scale`` ops (X == Out, scale 1, bias 0) and DEBUG_ATTRS."""
+def read_program_desc(pdmodel: str):
+    """The ProgramDesc protobuf of a ``.pdmodel`` file (ops and attributes, no weights)."""
     from paddle.base.proto import framework_pb2
 
     desc = framework_pb2.ProgramDesc()
     with open(pdmodel, "rb") as f:
         desc.ParseFromString(f.read())
+    return desc
+
+
+def write_program_desc(pdmodel: str, desc) -> None:
+    with open(pdmodel, "wb") as f:
+        f.write(desc.SerializeToString())
+
+
+def _strip_program(pdmodel: str, strip_attrs: bool) -> None:
+    """Drop in-place identity ``scale`` ops (X == Out, scale 1, bias 0) and DEBUG_ATTRS."""
+    desc = read_program_desc(pdmodel)
     for block in desc.blocks:
         kept = []
         for op in block.ops:
@@ -134,8 +146,7 @@ def _strip_program(pdmodel: str, strip_attrs: bool) -> None:
             kept.append(op)
         del block.ops[:]
         block.ops.extend(kept)
-    with open(pdmodel, "wb") as f:
-        f.write(desc.SerializeToString())
+    write_program_desc(pdmodel, desc)
 
 
 def fold_bias_reshapes(prog: SavedProgram) -> int:
