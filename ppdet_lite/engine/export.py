@@ -15,6 +15,7 @@ import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import yaml
@@ -25,7 +26,7 @@ from ..utils.logger import get_logger
 logger = get_logger(__name__)
 
 __all__ = ["export_model", "fuse_conv_bn", "infer_cfg", "image_shape_of", "preprocess_list",
-           "save_inference_model", "set_export_mode"]
+           "save_inference_model", "set_export_mode", "inference_predictor", "run_inference"]
 
 # PaddleDetection's TRT_MIN_SUBGRAPH value for the YOLO family
 ARCH, MIN_SUBGRAPH_SIZE = "YOLO", 3
@@ -157,3 +158,30 @@ def export_model(cfg: Dict[str, Any], output_dir: str = "output_inference",
     inputs = save_inference_model(model, os.path.join(save_dir, "model"), image_shape)
     logger.info(f"exported {save_dir}: inputs {inputs}, image {image_shape}, outputs {outputs}")
     return save_dir
+
+
+def inference_predictor(model_dir: str, cpu_threads: int = 1, enable_mkldnn: bool = False):
+    """A CPU Paddle Inference predictor over ``model_dir``/model.pdmodel."""
+    from paddle.inference import Config, create_predictor
+
+    prog = os.path.join(model_dir, "model.pdmodel")
+    if not os.path.isfile(prog):
+        raise ConfigError(f"{prog} not found: export the model first (tools/export_model.py)")
+    config = Config(prog, os.path.join(model_dir, "model.pdiparams"))
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(cpu_threads)
+    if enable_mkldnn:
+        config.set_mkldnn_cache_capacity(10)
+        config.enable_mkldnn()
+    config.disable_glog_info()
+    config.enable_memory_optim()
+    config.switch_use_feed_fetch_ops(False)
+    return create_predictor(config)
+
+
+def run_inference(predictor, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Feed the inputs the predictor takes, run once, return its outputs (``bbox``, ``bbox_num``)."""
+    for name in predictor.get_input_names():
+        predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(inputs[name], np.float32))
+    predictor.run()
+    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]

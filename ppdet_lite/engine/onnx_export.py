@@ -91,17 +91,10 @@ def synthetic_inputs(model_dir: str, seed: int = 0) -> Dict[str, np.ndarray]:
 
 
 def paddle_run(model_dir: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
-    """Outputs of Paddle Inference (CPU, default passes) on ``inputs``."""
-    from paddle.inference import Config, create_predictor
-    config = Config(os.path.join(model_dir, "model.pdmodel"),
-                    os.path.join(model_dir, "model.pdiparams"))
-    config.disable_gpu()
-    config.disable_glog_info()
-    predictor = create_predictor(config)
-    for name in predictor.get_input_names():
-        predictor.get_input_handle(name).copy_from_cpu(inputs[name])
-    predictor.run()
-    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
+    """Outputs of Paddle Inference (CPU) on ``inputs``."""
+    from .export import inference_predictor, run_inference
+
+    return run_inference(inference_predictor(model_dir), inputs)
 
 
 def onnx_run(onnx_path: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:

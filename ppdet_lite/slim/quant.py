@@ -27,6 +27,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.registry import register
+from ..engine.export import inference_predictor, run_inference
 from ..engine.program_edit import SavedProgram, fold_bias_reshapes
 from ..utils.logger import get_logger
 
@@ -255,33 +256,6 @@ def calibration_batches(cfg: Dict[str, Any], num_batches: int, source: str = "Tr
         if len(batches) >= num_batches:
             break
     return batches
-
-
-def inference_predictor(model_dir: str, cpu_threads: int = 1, enable_mkldnn: bool = False):
-    """A CPU Paddle Inference predictor over ``model_dir``/model.pdmodel."""
-    from paddle.inference import Config, create_predictor
-
-    prog = os.path.join(model_dir, "model.pdmodel")
-    if not os.path.isfile(prog):
-        raise ConfigError(f"{prog} not found: export the model first (tools/export_model.py)")
-    config = Config(prog, os.path.join(model_dir, "model.pdiparams"))
-    config.disable_gpu()
-    config.set_cpu_math_library_num_threads(cpu_threads)
-    if enable_mkldnn:
-        config.set_mkldnn_cache_capacity(10)
-        config.enable_mkldnn()
-    config.disable_glog_info()
-    config.enable_memory_optim()
-    config.switch_use_feed_fetch_ops(False)
-    return create_predictor(config)
-
-
-def run_inference(predictor, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
-    """Feed the inputs the predictor takes, run once, return its outputs (``bbox``, ``bbox_num``)."""
-    for name in predictor.get_input_names():
-        predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(inputs[name], np.float32))
-    predictor.run()
-    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
 
 
 def evaluate_inference_model(model_dir: str, cfg: Dict[str, Any], output_eval: Optional[str] = None,
