@@ -134,7 +134,7 @@ def export_model(cfg: Dict[str, Any], output_dir: str = "output_inference",
     """Export ``cfg``'s model (built and loaded from ``cfg['weights']`` unless ``model`` is
     given) to ``<output_dir>/<config name>``; returns that directory."""
     from .. import build_model, load_weights
-    from .predictor import label_list
+    from ..data.builder import label_list
 
     paddle.set_device("cpu")
     if model is None:

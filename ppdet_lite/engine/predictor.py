@@ -4,35 +4,21 @@
     res = det.predict("image.jpg")            # or an HWC uint8 RGB array
     res["boxes"], res["class_ids"], res["class_names"], res["scores"]
 """
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import cv2
 import numpy as np
 import paddle
 
 from ..core.config import load_config
+from ..core.device import set_device
 from ..core.errors import DatasetError
+from ..data.builder import label_list
 from ..data.loader import Compose, build_ops
 from ..utils.logger import get_logger
 from .checkpoint import load_weights
-from .trainer import build_dataset, set_device
 
 logger = get_logger(__name__)
-
-
-def label_list(cfg: Dict[str, Any]) -> List[str]:
-    """Class names from TestDataset (or EvalDataset); ``class_<i>`` when neither gives them."""
-    for key in ("TestDataset", "EvalDataset"):
-        if not cfg.get(key):
-            continue
-        try:
-            ds = build_dataset(cfg, key)
-            names = ds.get_label_list()
-            if names:
-                return list(names)
-        except (DatasetError, OSError, AttributeError) as e:
-            logger.warning(f"{key} gives no label list ({e}); trying the next source")
-    return [f"class_{i}" for i in range(int(cfg.get("num_classes", 80)))]
 
 
 def read_rgb(image: Union[str, np.ndarray]) -> np.ndarray:

@@ -16,8 +16,9 @@ import paddle
 import paddle.distributed as dist
 
 from ..core.config import section
+from ..core.device import set_device
 from ..core.errors import ConfigError
-from ..core.registry import create
+from ..data.builder import build_loader_for
 from ..metrics.coco_metric import COCOMetric
 from ..metrics.plots import classwise_report
 from ..metrics.voc_metric import VOCMetric
@@ -27,39 +28,6 @@ from .checkpoint import (load_checkpoint, load_weights, optimizer_state_from_str
 from .optimizer import ModelEMA, build_lr, build_optimizer
 
 logger = get_logger(__name__)
-
-
-def set_device(cfg: Dict[str, Any]) -> str:
-    """GPU when the config asks for it and Paddle has CUDA; otherwise CPU (logged)."""
-    want_gpu = bool(cfg.get("use_gpu", False))
-    device = "gpu" if want_gpu and paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
-    if want_gpu and device == "cpu":
-        logger.info("use_gpu is set but this Paddle has no usable GPU: running on CPU")
-    paddle.set_device(device)
-    return device
-
-
-def build_dataset(cfg: Dict[str, Any], key: str):
-    """``TrainDataset`` / ``EvalDataset`` / ``TestDataset`` from its tagged config section."""
-    ds_cfg = section(cfg, key)
-    if "name" not in ds_cfg:
-        raise ConfigError(f"{cfg.source(key)}: {key} needs a dataset type, e.g. `{key}: !COCODataSet {{...}}`")
-    return create(ds_cfg["name"], ds_cfg, where=f"{cfg.source(key)}: {key}")
-
-
-def build_loader_for(cfg: Dict[str, Any], dataset_key: str, reader_key: str, mode: str, **kwargs):
-    """Dataset + loader; a data error names the config key and file to change."""
-    from ..core.errors import DatasetError
-    from ..data.loader import build_dataloader
-
-    dataset = build_dataset(cfg, dataset_key)
-    try:
-        loader = build_dataloader(section(cfg, reader_key), dataset, int(cfg.get("num_classes", 80)), mode,
-                                  worker_num=cfg.get("worker_num"), **kwargs)
-    except DatasetError as e:
-        raise DatasetError(f"{e}\n  (from {dataset_key} in {cfg.source(dataset_key)}: point it at your data "
-                           f"with -o {dataset_key}.dataset_dir=/path/to/data, or edit that file)") from e
-    return dataset, loader
 
 
 def to_tensors(batch: Dict[str, Any]) -> Dict[str, Any]:

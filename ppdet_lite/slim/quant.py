@@ -109,7 +109,7 @@ class QAT:
 
 def _write_infer_cfg(cfg: Dict[str, Any], save_dir: str, image_shape, labels=None) -> None:
     from ..engine.export import infer_cfg
-    from ..engine.predictor import label_list
+    from ..data.builder import label_list
 
     content = infer_cfg(cfg, image_shape, labels if labels is not None else label_list(cfg))
     with open(os.path.join(save_dir, "infer_cfg.yml"), "w") as f:
@@ -234,7 +234,7 @@ def calibration_batches(cfg: Dict[str, Any], num_batches: int, source: str = "Tr
     from ..core.config import section
     from ..data.image_folder import ImageFolder
     from ..data.loader import build_dataloader
-    from ..engine.trainer import build_dataset
+    from ..data.builder import build_dataset
 
     if source in ("TrainDataset", "EvalDataset", "TestDataset"):
         annotated = build_dataset(cfg, source)
@@ -264,7 +264,7 @@ def evaluate_inference_model(model_dir: str, cfg: Dict[str, Any], output_eval: O
     preprocessing, as in training-time evaluation)."""
     from ..core.config import section
     from ..data.loader import build_dataloader
-    from ..engine.trainer import build_dataset
+    from ..data.builder import build_dataset
     from ..metrics.coco_metric import COCOMetric
 
     ds = build_dataset(cfg, "EvalDataset")

@@ -46,7 +46,7 @@ def test_two_process_cpu_training_keeps_ranks_identical(tmp_path, distill):
     script.write_text(SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), tmp=str(tmp_path),
                                     distill=distill))
     # build the dataset once so the two ranks do not race to generate it
-    from ppdet_lite.engine.trainer import build_dataset
+    from ppdet_lite.data.builder import build_dataset
 
     from .helpers import tiny_cfg
     build_dataset(tiny_cfg(tmp_path), "TrainDataset").check_or_download_dataset()
