@@ -21,6 +21,7 @@ import paddle.nn as nn
 import yaml
 
 from ..core.errors import ConfigError
+from ..export.inference import inference_predictor, run_inference  # noqa: F401  (moved)
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -158,30 +159,3 @@ def export_model(cfg: Dict[str, Any], output_dir: str = "output_inference",
     inputs = save_inference_model(model, os.path.join(save_dir, "model"), image_shape)
     logger.info(f"exported {save_dir}: inputs {inputs}, image {image_shape}, outputs {outputs}")
     return save_dir
-
-
-def inference_predictor(model_dir: str, cpu_threads: int = 1, enable_mkldnn: bool = False):
-    """A CPU Paddle Inference predictor over ``model_dir``/model.pdmodel."""
-    from paddle.inference import Config, create_predictor
-
-    prog = os.path.join(model_dir, "model.pdmodel")
-    if not os.path.isfile(prog):
-        raise ConfigError(f"{prog} not found: export the model first (tools/export_model.py)")
-    config = Config(prog, os.path.join(model_dir, "model.pdiparams"))
-    config.disable_gpu()
-    config.set_cpu_math_library_num_threads(cpu_threads)
-    if enable_mkldnn:
-        config.set_mkldnn_cache_capacity(10)
-        config.enable_mkldnn()
-    config.disable_glog_info()
-    config.enable_memory_optim()
-    config.switch_use_feed_fetch_ops(False)
-    return create_predictor(config)
-
-
-def run_inference(predictor, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
-    """Feed the inputs the predictor takes, run once, return its outputs (``bbox``, ``bbox_num``)."""
-    for name in predictor.get_input_names():
-        predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(inputs[name], np.float32))
-    predictor.run()
-    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]

@@ -92,7 +92,7 @@ def synthetic_inputs(model_dir: str, seed: int = 0) -> Dict[str, np.ndarray]:
 
 def paddle_run(model_dir: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
     """Outputs of Paddle Inference (CPU) on ``inputs``."""
-    from .export import inference_predictor, run_inference
+    from ..export.inference import inference_predictor, run_inference
 
     return run_inference(inference_predictor(model_dir), inputs)
 

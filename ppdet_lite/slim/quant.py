@@ -27,7 +27,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.registry import register
-from ..engine.export import inference_predictor, run_inference
+from ..export.inference import inference_predictor, run_inference
 from ..engine.program_edit import SavedProgram, fold_bias_reshapes
 from ..utils.logger import get_logger
 

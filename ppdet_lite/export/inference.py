@@ -1,0 +1,89 @@
+"""The one Paddle Inference predictor factory for exported model dirs, and a single run helper.
+
+``load_predictor`` takes PaddleDetection's deploy settings (device, TensorRT run modes, oneDNN);
+``inference_predictor`` is its plain CPU form used by the ONNX check, slim evaluations and tests.
+Building a predictor configures only that predictor: the process's paddle device is untouched.
+"""
+import os
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+__all__ = ["RUN_MODES", "DEVICES", "model_files", "load_predictor", "inference_predictor",
+           "run_inference"]
+
+RUN_MODES = ("paddle", "trt_fp32", "trt_fp16", "trt_int8")
+DEVICES = ("CPU", "GPU")
+
+
+def model_files(model_dir: str) -> Tuple[str, str]:
+    """(program file, params file) in ``model_dir``: ``model.*`` first, else ``inference.*``."""
+    for prefix in ("model", "inference"):
+        prog = os.path.join(model_dir, prefix + ".pdmodel")
+        if os.path.isfile(prog):
+            return prog, os.path.join(model_dir, prefix + ".pdiparams")
+    raise FileNotFoundError(f"no model.pdmodel or inference.pdmodel in {model_dir}: export the "
+                            "model first with tools/export_model.py")
+
+
+def load_predictor(model_dir: str, run_mode: str = "paddle", batch_size: int = 1,
+                   device: str = "CPU", min_subgraph_size: int = 3,
+                   use_dynamic_shape: bool = False, trt_min_shape: int = 1,
+                   trt_max_shape: int = 1280, trt_opt_shape: int = 640,
+                   trt_calib_mode: bool = False, cpu_threads: int = 1,
+                   enable_mkldnn: bool = False, enable_mkldnn_bfloat16: bool = False):
+    """A Paddle Inference predictor with PaddleDetection's ``load_predictor`` settings.
+
+    ``run_mode`` trt_* needs ``device`` GPU; the TensorRT dynamic shapes are square images of
+    ``trt_min/max/opt_shape`` pixels. Returns (predictor, config).
+    """
+    from paddle.inference import Config, create_predictor
+
+    device = device.upper()
+    if device not in DEVICES:
+        raise ValueError(f"--device {device!r}: expected one of {DEVICES}")
+    if run_mode not in RUN_MODES:
+        raise ValueError(f"--run_mode {run_mode!r}: expected one of {RUN_MODES}")
+    if run_mode != "paddle" and device != "GPU":
+        raise ValueError(f"--run_mode {run_mode} uses TensorRT and needs --device GPU")
+    config = Config(*model_files(model_dir))
+    if device == "GPU":
+        config.enable_use_gpu(200, 0)  # initial pool MB, device id
+        config.switch_ir_optim(True)
+    else:
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(cpu_threads)
+        if enable_mkldnn:
+            config.set_mkldnn_cache_capacity(10)  # bounded shape cache: no leak on varying shapes
+            config.enable_mkldnn()
+            if enable_mkldnn_bfloat16:
+                config.enable_mkldnn_bfloat16()
+    if run_mode != "paddle":
+        precision = {"trt_fp32": Config.Precision.Float32, "trt_fp16": Config.Precision.Half,
+                     "trt_int8": Config.Precision.Int8}[run_mode]
+        config.enable_tensorrt_engine(workspace_size=(1 << 25) * batch_size,
+                                      max_batch_size=batch_size,
+                                      min_subgraph_size=min_subgraph_size,
+                                      precision_mode=precision, use_static=False,
+                                      use_calib_mode=trt_calib_mode)
+        if use_dynamic_shape:
+            shapes = [{"image": [batch_size, 3, s, s], "scale_factor": [batch_size, 2]}
+                      for s in (trt_min_shape, trt_max_shape, trt_opt_shape)]
+            config.set_trt_dynamic_shape_info(*shapes)
+    config.disable_glog_info()
+    config.enable_memory_optim()
+    config.switch_use_feed_fetch_ops(False)
+    return create_predictor(config), config
+
+
+def inference_predictor(model_dir: str, cpu_threads: int = 1, enable_mkldnn: bool = False):
+    """A CPU Paddle Inference predictor over the exported model in ``model_dir``."""
+    return load_predictor(model_dir, cpu_threads=cpu_threads, enable_mkldnn=enable_mkldnn)[0]
+
+
+def run_inference(predictor, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Feed the inputs the predictor takes, run once, return its outputs (``bbox``, ``bbox_num``)."""
+    for name in predictor.get_input_names():
+        predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(inputs[name], np.float32))
+    predictor.run()
+    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
