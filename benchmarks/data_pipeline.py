@@ -6,18 +6,14 @@ batch-size draw does not decide the ratio; everything else keeps its own randomn
 
     python benchmarks/data_pipeline.py [--images 200] [--batch-size 20] [--num-classes 80]
 """
-# zlib before paddle: Paddle 2.6.2 imported first breaks zlib.
-import zlib  # noqa: F401
 import argparse
 import copy
 import os
-import sys
 import tempfile
 import time
 
+import ppdet_lite  # noqa: F401  (first: it loads zlib before paddle)
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SIZES = [192, 224, 256, 288, 320, 352, 384, 416, 448, 480, 512]
 ANCHORS = [[10, 15], [24, 36], [72, 42], [35, 87], [102, 96], [60, 170], [220, 125], [128, 222],

@@ -18,23 +18,19 @@ Each is given in wall time and in this process's CPU time (the steadier comparis
 busy machine; the data loader's only with ``--workers 0``). Targets: data loader >= 2x
 PaddleDetection, train step >= 1.0x. Prints the ratios; never fails on them.
 """
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 imported first breaks zlib)
 import argparse
 import copy
 import gc
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("FLAGS_paddle_num_threads", "2")  # CPU maths on both cores, for both libraries
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
+import ppdet_lite  # noqa: E402  (first: it loads zlib before paddle)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-
-import ppdet_lite  # noqa: E402
 from ppdet_lite.data import COCODataSet, build_dataloader, make_shapes_dataset  # noqa: E402
 from ppdet_lite.engine.optimizer import ModelEMA, build_lr, build_optimizer  # noqa: E402
 

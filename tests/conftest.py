@@ -1,13 +1,9 @@
-# zlib before paddle: Paddle 2.6.2 imported first breaks zlib (see ppdet_lite/__init__.py).
-import zlib  # noqa: F401
 import os
-import sys
+
+import ppdet_lite  # noqa: F401  (first: it loads zlib before paddle, see ppdet_lite/__init__.py)
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 os.environ.setdefault("FLAGS_paddle_num_threads", "2")
 
 

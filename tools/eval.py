@@ -1,44 +1,7 @@
-"""Evaluate weights on EvalDataset: python tools/eval.py -c CONFIG -o weights=output/NAME/best_model"""
-import os
-import sys
+"""Evaluate weights on EvalDataset: python tools/eval.py -c CONFIG -o weights=output/NAME/best_model
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
-from ppdet_lite.utils.cli import ArgsParser, load_configs, run  # noqa: E402
-
-
-def main():
-    parser = ArgsParser(description=__doc__, slim=True)
-    parser.add_argument("--output_eval", default=None, help="directory for bbox.json (default: save_dir/<config>)")
-    parser.add_argument("--classwise", action="store_true", help="print AP per class")
-    parser.add_argument("--bias", action="store_true", help="add 1 to box w/h (weights from before the dygraph era)")
-    parser.add_argument("--map_type", choices=["11point", "integral"], default=None, help="VOC mAP type")
-    parser.add_argument("--confusion_score_thresh", type=float, default=0.25,
-                        help="score threshold for the --classwise confusion matrix")
-    args = parser.parse_args()
-
-    cfg, slim_cfg = load_configs(args)
-    cfg.update(output_eval=args.output_eval, classwise=args.classwise, bias=1.0 if args.bias else 0.0,
-               confusion_score_thresh=args.confusion_score_thresh)
-    if args.map_type:
-        cfg["map_type"] = args.map_type
-    from ppdet_lite.engine.trainer import Trainer
-
-    if not cfg.get("weights"):
-        raise SystemExit("no weights to evaluate: pass -o weights=<path to .pdparams>")
-    if slim_cfg is None:
-        trainer = Trainer(cfg, mode="eval")
-        ppdet_lite.load_weights(trainer.model, cfg["weights"])
-    else:
-        from ppdet_lite.slim import build_slim_model
-
-        trainer = Trainer(cfg, mode="eval", model=build_slim_model(cfg, slim_cfg, "eval").model)
-    metrics = trainer.evaluate()
-    name = "VOC mAP" if cfg.get("metric") == "VOC" else "bbox mAP@[.5:.95]"
-    print(f"{name} {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}")
-    for name, ap in (metrics.get("per_class") or {}).items():
-        print(f"  {name:<20s} AP {ap:.4f}")
-
+The tool lives in ppdet_lite/tools/eval.py (also installed as a console script)."""
+from ppdet_lite.tools.eval import cli
 
 if __name__ == "__main__":
-    run(main)
+    cli()

@@ -1,68 +1,7 @@
 """Detect objects in images and write annotated copies:
-python tools/infer.py -c CONFIG -o weights=output/NAME/best_model --infer_img demo.jpg"""
-import glob
-import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ppdet_lite  # noqa: E402  (first: loads zlib before paddle)
-from ppdet_lite.utils.cli import ArgsParser, load_configs, run  # noqa: E402
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def collect_images(infer_img, infer_dir):
-    if infer_img:
-        if not os.path.isfile(infer_img):
-            raise SystemExit(f"--infer_img {infer_img}: no such file")
-        return [infer_img]
-    if not infer_dir or not os.path.isdir(infer_dir):
-        raise SystemExit(f"pass --infer_img FILE or --infer_dir DIR (got {infer_dir!r})")
-    images = sorted(p for p in glob.glob(os.path.join(infer_dir, "*")) if p.lower().endswith(IMAGE_EXTS))
-    if not images:
-        raise SystemExit(f"--infer_dir {infer_dir}: no images ({', '.join(IMAGE_EXTS)})")
-    return images
-
-
-def main():
-    parser = ArgsParser(description=__doc__, slim=True)
-    parser.add_argument("--infer_img", default=None, help="one image")
-    parser.add_argument("--infer_dir", default=None, help="a directory of images")
-    parser.add_argument("--draw_threshold", type=float, default=0.5, help="score threshold for drawn boxes")
-    parser.add_argument("--output_dir", default="output", help="where annotated images and results go")
-    parser.add_argument("--save_results", action="store_true", help="also write bbox.json with every box")
-    args = parser.parse_args()
-
-    images = collect_images(args.infer_img, args.infer_dir)
-    import cv2
-    from ppdet_lite.utils.visualize import draw_boxes
-
-    cfg, slim_cfg = load_configs(args)
-    model = None
-    if slim_cfg is not None:
-        from ppdet_lite.slim import build_slim_model
-
-        model = build_slim_model(cfg, slim_cfg, "eval").model
-    detector = ppdet_lite.Detector(cfg, threshold=args.draw_threshold, model=model)
-    os.makedirs(args.output_dir, exist_ok=True)
-    results = []
-    for path in images:
-        res = detector.predict(path)
-        out_path = os.path.join(args.output_dir, os.path.basename(path))
-        drawn = draw_boxes(cv2.imread(path), res["boxes"], res["class_ids"], res["scores"], detector.names)
-        cv2.imwrite(out_path, drawn)
-        print(f"{path}: {len(res['boxes'])} boxes -> {out_path}")
-        results.append({"image": path, "detections": [
-            {"class_id": int(c), "class_name": n, "score": round(float(s), 5),
-             "bbox": [round(float(v), 2) for v in b]}
-            for b, c, n, s in zip(res["boxes"], res["class_ids"], res["class_names"], res["scores"])]})
-    if args.save_results:
-        path = os.path.join(args.output_dir, "bbox.json")
-        with open(path, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"results: {path}")
-
+The tool lives in ppdet_lite/tools/infer.py (also installed as a console script)."""
+from ppdet_lite.tools.infer import cli
 
 if __name__ == "__main__":
-    run(main)
+    cli()

@@ -18,7 +18,7 @@ class ArgsParser(argparse.ArgumentParser):
 
 def load_configs(args):
     """``(cfg, slim_cfg)`` from ``-c``, ``-o`` and ``--slim_config`` (``slim_cfg`` None without it)."""
-    from .. import load_config
+    from ..core.config import load_config
     from ..slim import load_slim_config
 
     if getattr(args, "slim_config", None):

@@ -1,6 +1,5 @@
 """Anchor clustering: planted clusters are recovered; the tool's YAML sets both anchor places."""
 import zlib  # noqa: F401  (before paddle: see ppdet_lite/__init__.py)
-import importlib.util
 import os
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.data import anchor_cluster as ac
+from ppdet_lite.tools import anchor_cluster as anchor_cluster_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLANTED = np.array([[10, 14], [24, 36], [40, 22], [36, 80], [90, 90], [60, 160],
@@ -51,14 +51,6 @@ def test_box_shapes_resize_modes_and_helpers():
         ac.kmeans_iou(np.ones((5, 2)), 3)
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("anchor_cluster_tool",
-                                                  os.path.join(ROOT, "tools", "anchor_cluster.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _places(cfg):
     head = cfg["YOLOv3Head"]
     (target,) = [op["Gt2YoloTarget"] for op in cfg["TrainReader"]["batch_transforms"] if "Gt2YoloTarget" in op]
@@ -72,7 +64,7 @@ def test_tool_writes_anchors_in_both_places(tmp_path, n, no_base):
     argv = ["-c", config, "-n", str(n), "-s", "128", "-i", "100", "--output", str(out),
             "-o", f"TrainDataset.dataset_dir={tmp_path / 'shapes'}", "TrainDataset.num_images=40",
             "TrainDataset.image_size=64"]
-    anchors = _tool().main(argv + (["--no_base"] if no_base else []))
+    anchors = anchor_cluster_tool.main(argv + (["--no_base"] if no_base else []))
     assert len(anchors) == n and all(isinstance(v, int) for a in anchors for v in a)
     cfg = ppdet_lite.load_config(str(out))
     head, target = _places(cfg)
