@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     import paddle
 
     from ppdet_lite.core.registry import create
-    from ppdet_lite.engine.export import export_model
+    from ppdet_lite.export.jit import export_model
     from ppdet_lite.slim import evaluate_inference_model, load_slim_config
     from ppdet_lite.slim.quant import calibration_batches, model_size
 

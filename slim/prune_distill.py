@@ -169,7 +169,7 @@ def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
 
 def measure(cfg, name, model, shape, args):
     """Export ``model`` (deployable, and without post-processing for timing); FLOPs, params, size."""
-    from ppdet_lite.engine.export import export_model
+    from ppdet_lite.export.jit import export_model
     from ppdet_lite.slim import count_flops, count_params
     from ppdet_lite.slim.quant import model_size
 

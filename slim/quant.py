@@ -31,8 +31,7 @@ def parse_args(argv=None):
 
 def lite_convert(model_dir: str, target: str) -> str:
     """``deploy/lite/convert.py``'s ``convert``; returns the .nb path."""
-    sys.path.insert(0, os.path.join(ROOT, "deploy", "lite"))
-    from convert import convert
+    from ppdet_lite.export.lite import convert
 
     return os.path.join(convert(model_dir, target), "model.nb")
 

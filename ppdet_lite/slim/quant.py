@@ -28,7 +28,7 @@ import yaml
 from ..core.errors import ConfigError
 from ..core.registry import register
 from ..export.inference import inference_predictor, run_inference
-from ..engine.program_edit import SavedProgram, fold_bias_reshapes
+from ..export.program_edit import SavedProgram, fold_bias_reshapes
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -108,7 +108,7 @@ class QAT:
 
 
 def _write_infer_cfg(cfg: Dict[str, Any], save_dir: str, image_shape, labels=None) -> None:
-    from ..engine.export import infer_cfg
+    from ..export.jit import infer_cfg
     from ..data.builder import label_list
 
     content = infer_cfg(cfg, image_shape, labels if labels is not None else label_list(cfg))
@@ -129,7 +129,7 @@ def export_quantized(cfg: Dict[str, Any], model: nn.Layer, qat: QAT, save_dir: s
                      labels: Optional[List[str]] = None) -> str:
     """Write a QAT ``model`` as an inference model dir (deploy layout, ``cfg['export']`` knobs
     applied); returns ``save_dir``."""
-    from ..engine.export import image_shape_of
+    from ..export.jit import image_shape_of
 
     os.makedirs(save_dir, exist_ok=True)
     image_shape = image_shape_of(cfg)

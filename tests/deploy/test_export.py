@@ -1,4 +1,4 @@
-"""tools/export_model.py + ppdet_lite.engine.export: deploy format, dygraph parity, export knobs."""
+"""tools/export_model.py + ppdet_lite.export.jit: deploy format, dygraph parity, export knobs."""
 import zlib  # noqa: F401  (before paddle)
 import os
 import sys

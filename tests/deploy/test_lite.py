@@ -3,15 +3,13 @@ Python 3.10 venv, a subprocess) and compare with Paddle Inference; int8 models: 
 bugs and their workarounds, boxes against FP32, the size of the 80-class PP-YOLO Tiny arm .nb."""
 import zlib  # noqa: F401  (before paddle)
 import os
-import sys
 
 import pytest
 
-from .helpers import REPO, check_lite_x86, run
+from ppdet_lite.export import lite
+from ppdet_lite.export import lite_x86_int8 as x86_int8
 
-sys.path.insert(0, os.path.join(REPO, "deploy", "lite"))
-import convert as lite  # noqa: E402
-import x86_int8  # noqa: E402
+from .helpers import check_lite_x86, run
 
 
 def test_x86_nb_of_paddledetection_tiny_matches(ppdet_tiny, image_files, lite_python, run_boxes,
@@ -72,7 +70,7 @@ def test_relu6_converts_and_matches(tmp_path, lite_python):
     import numpy as np
     import paddle
 
-    from ppdet_lite.slim.quant import inference_predictor, run_inference
+    from ppdet_lite.export.inference import inference_predictor, run_inference
 
     model = Scaled.save(tmp_path, paddle.nn.functional.relu6, [1, 3, 4, 4])
     x = {"x": np.linspace(-9, 9, 48, dtype="float32").reshape(1, 3, 4, 4)}
@@ -101,7 +99,7 @@ def shapes_ptq(tmp_path_factory):
     quantize_linear format) to int8; with that batch's inputs."""
     from types import SimpleNamespace
 
-    from ppdet_lite.engine.export import export_model
+    from ppdet_lite.export.jit import export_model
     from ppdet_lite.slim import PTQ
     from ppdet_lite.slim.quant import calibration_batches
 
@@ -122,7 +120,7 @@ def test_x86_int8_nb_boxes_overlap_fp32(shapes_ptq, lite_python):
     (8 images x top 50); converted without x86_int8.py's workarounds it does not."""
     import numpy as np
 
-    from ppdet_lite.slim.quant import inference_predictor, run_inference
+    from ppdet_lite.export.inference import inference_predictor, run_inference
 
     from ..slim.helpers import compare_candidates as candidates
 
@@ -157,7 +155,7 @@ def test_ptq_tiny_arm_nb_is_at_most_1_5_mb(tmp_path, lite_python):
     import paddle
 
     import ppdet_lite
-    from ppdet_lite.engine.export import export_model
+    from ppdet_lite.export.jit import export_model
     from ppdet_lite.slim import PTQ
 
     from .conftest import our_cfg
@@ -228,9 +226,9 @@ def test_x86_int8_kernel_bug_and_its_workaround(bug, tmp_path, lite_python):
     import numpy as np
     import paddle
 
-    from ppdet_lite.engine.program_edit import SavedProgram
+    from ppdet_lite.export.program_edit import SavedProgram
     from ppdet_lite.slim import PTQ
-    from ppdet_lite.slim.quant import inference_predictor, run_inference
+    from ppdet_lite.export.inference import inference_predictor, run_inference
 
     make, shape, (lo, hi), fix = _kernel_bug_case(bug)
     paddle.seed(0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.engine.onnx_export import check_convertible, export_onnx, onnx_run, paddle_run
+from ppdet_lite.export.onnx_export import check_convertible, export_onnx, onnx_run, paddle_run
 
 from .conftest import export_ours
 from .helpers import PYTHON, REPO, run, same_boxes

@@ -5,18 +5,15 @@ configs as written with 4 classes at a fixed 128 px input, random weights and he
 boxes exist; each is exported once per module."""
 import zlib  # noqa: F401  (before paddle)
 import os
-import sys
 
 import pytest
 
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.engine.onnx_export import export_onnx
+from ppdet_lite.export import lite
+from ppdet_lite.export.onnx_export import export_onnx
 
 from .conftest import export_ours
-from .helpers import REPO, check_lite_x86, dygraph_boxes, same_boxes
-
-sys.path.insert(0, os.path.join(REPO, "deploy", "lite"))
-import convert as lite  # noqa: E402
+from .helpers import check_lite_x86, dygraph_boxes, same_boxes
 
 SIZE = 128
 # ops each graph must hold (what makes these models different from Tiny)

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 import ppdet_lite
-from ppdet_lite.engine.onnx_export import program_ops
-from ppdet_lite.slim.quant import inference_predictor, random_inputs, run_inference
+from ppdet_lite.export.inference import inference_predictor, run_inference
+from ppdet_lite.export.program_edit import program_ops
+from ppdet_lite.slim.quant import random_inputs
 
 from .helpers import ROOT, SIZE, overrides
 

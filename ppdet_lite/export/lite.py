@@ -13,7 +13,6 @@ from PATH, else from a Python 3.10 venv (paddlelite wheels stop at CPython 3.10)
 ``~/.cache/ppdet_lite/lite-venv``, created on first use from pyenv's 3.10.13 or any ``python3.10``
 with ``pip install paddlelite==2.13rc0 ...``.
 """
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
 import argparse
 import json
 import os
@@ -91,13 +90,9 @@ def find_opt(venv: str = LITE_VENV) -> List[str]:
     return [os.path.join(lite_venv(venv), "bin", "paddle_lite_opt")]
 
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from ppdet_lite.engine.onnx_export import program_op_descs, program_ops  # noqa: E402  (graph readers)
-from ppdet_lite.engine.program_edit import (SavedProgram, compact_names,  # noqa: E402
-                                            fold_bias_reshapes, read_program_desc,
-                                            write_program_desc)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from x86_int8 import apply_x86_int8_workarounds, is_quantized  # noqa: E402
+from .lite_x86_int8 import apply_x86_int8_workarounds, is_quantized
+from .program_edit import (SavedProgram, compact_names, fold_bias_reshapes, program_op_descs,
+                           program_ops, read_program_desc, write_program_desc)
 
 
 def zero_d_reductions(pdmodel: str) -> list:

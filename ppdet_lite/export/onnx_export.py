@@ -15,10 +15,12 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..utils.logger import get_logger
+from .inference import inference_predictor, run_inference
+from .program_edit import program_op_descs, program_ops
 
 logger = get_logger(__name__)
 
-__all__ = ["ONNX_BLOCKERS", "program_op_descs", "program_ops", "attr_blockers",
+__all__ = ["ONNX_BLOCKERS", "attr_blockers",
            "check_convertible", "export_onnx", "onnx_run", "paddle_run", "match_boxes",
            "synthetic_inputs"]
 
@@ -33,18 +35,6 @@ ONNX_BLOCKERS = {
                   "\"BBoxPostProcess.nms={name: MultiClassNMS, keep_top_k: 100, nms_top_k: 1000, "
                   "nms_threshold: 0.45, score_threshold: 0.01}\"`",
 }
-
-
-def program_op_descs(pdmodel: str) -> list:
-    """OpDescs of a ProgramDesc ``.pdmodel``, all blocks."""
-    from .program_edit import read_program_desc
-
-    return [op for block in read_program_desc(pdmodel).blocks for op in block.ops]
-
-
-def program_ops(pdmodel: str) -> set:
-    """Op types in a ProgramDesc ``.pdmodel``."""
-    return {op.type for op in program_op_descs(pdmodel)}
 
 
 def attr_blockers(pdmodel: str) -> Dict[str, str]:
@@ -92,8 +82,6 @@ def synthetic_inputs(model_dir: str, seed: int = 0) -> Dict[str, np.ndarray]:
 
 def paddle_run(model_dir: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
     """Outputs of Paddle Inference (CPU) on ``inputs``."""
-    from ..export.inference import inference_predictor, run_inference
-
     return run_inference(inference_predictor(model_dir), inputs)
 
 

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 __all__ = ["SavedProgram", "DEBUG_ATTRS", "fold_bias_reshapes", "compact_names", "read_program_desc",
-           "write_program_desc"]
+           "write_program_desc", "program_op_descs", "program_ops"]
 
 # attributes only Paddle's debugging and training passes read
 DEBUG_ATTRS = frozenset({"op_callstack", "op_device", "op_role", "op_role_var", "op_namescope",
@@ -119,6 +119,16 @@ def read_program_desc(pdmodel: str):
     with open(pdmodel, "rb") as f:
         desc.ParseFromString(f.read())
     return desc
+
+
+def program_op_descs(pdmodel: str) -> list:
+    """OpDescs of a ProgramDesc ``.pdmodel``, all blocks."""
+    return [op for block in read_program_desc(pdmodel).blocks for op in block.ops]
+
+
+def program_ops(pdmodel: str) -> set:
+    """Op types in a ProgramDesc ``.pdmodel``."""
+    return {op.type for op in program_op_descs(pdmodel)}
 
 
 def write_program_desc(pdmodel: str, desc) -> None:

@@ -21,13 +21,12 @@ import paddle.nn as nn
 import yaml
 
 from ..core.errors import ConfigError
-from ..export.inference import inference_predictor, run_inference  # noqa: F401  (moved)
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
 
 __all__ = ["export_model", "fuse_conv_bn", "infer_cfg", "image_shape_of", "preprocess_list",
-           "save_inference_model", "set_export_mode", "inference_predictor", "run_inference"]
+           "save_inference_model", "set_export_mode"]
 
 # PaddleDetection's TRT_MIN_SUBGRAPH value for the YOLO family
 ARCH, MIN_SUBGRAPH_SIZE = "YOLO", 3
