@@ -13,21 +13,26 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import yaml
 
 from .errors import ConfigError
+from .unimplemented import GLOBAL, READER, check_not_implemented
 
-# PaddleDetection's global keys; a top-level key outside these and the registered component names
-# is reported as a probable typo.
+# The top-level keys something reads (PaddleDetection's names, plus a few of ours); a top-level
+# key must be one of these, a registered component's section, a PaddleDetection key accepted at
+# its no-op value (``unimplemented.GLOBAL``), or start with ``_`` (a YAML anchor holder).
 GLOBAL_KEYS = {
-    "architecture", "num_classes", "norm_type", "use_gpu", "use_xpu", "use_npu", "use_mlu",
+    "architecture", "num_classes", "norm_type", "data_format", "use_gpu",
     "log_iter", "save_dir", "snapshot_epoch", "epoch", "weights", "pretrain_weights",
-    "metric", "map_type", "use_ema", "ema_decay", "ema_decay_type", "ema_filter_no_grad",
+    "metric", "map_type", "use_ema", "ema_decay", "ema_decay_type",
     "cycle_epoch", "master_grad", "amp_level", "print_flops", "print_params", "find_unused_parameters",
     "TrainDataset", "EvalDataset", "TestDataset", "TrainReader", "EvalReader",
     "TestReader", "LearningRate", "OptimizerBuilder", "export", "worker_num", "seed", "max_iters",
-    "auto_scale_lr", "reference_batch_size", "eval_max_dets", "eval_score_threshold", "slim",
-    "filename", "use_vdl", "vdl_log_dir", "classwise", "eval", "resume", "amp", "fleet",
+    "auto_scale_lr", "reference_batch_size", "eval_score_threshold", "slim",
+    "filename", "use_vdl", "vdl_log_dir", "classwise", "amp", "fleet",
     "nan_check", "infer_draw_threshold", "bn_recalibrate_batches", "eval_nms_top_k",
-    "pruner", "distill_loss", "slim_method",  # slim configs (PaddleDetection's keys)
+    "distill_loss",  # slim configs (PaddleDetection's keys)
 }
+READER_SECTIONS = ("TrainReader", "EvalReader", "TestReader")
+# command-line flags that users sometimes write into a config
+_FLAGS = {"eval": "--eval", "resume": "-r/--resume"}
 
 
 class Config(dict):
@@ -147,17 +152,30 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Union[None, Dict[str, Any], 
 
 
 def check_top_level(cfg: Dict[str, Any]) -> None:
-    """Reject top-level keys that are neither global keys nor registered components."""
+    """Reject a top-level key that nothing reads, and a PaddleDetection setting ppdet_lite does not
+    implement at a value other than its no-op one (``unimplemented.GLOBAL`` / ``READER``)."""
     from .registry import registered
 
-    known = GLOBAL_KEYS | set(registered())
+    sources = cfg.get("_sources", {})
+
+    def where(key: str) -> str:
+        return sources.get(key, "<config>")
+
+    known = GLOBAL_KEYS | set(GLOBAL) | set(registered())
     for key in cfg:
         if key.startswith("_") or key in known:
             continue
+        if key in _FLAGS:
+            raise ConfigError(f"{where(key)}: {key!r} is a command-line flag of tools/train.py "
+                              f"({_FLAGS[key]}), not a config key; remove it")
         hint = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-        if hint:  # an unknown key close to a known one is a typo; others may be user extras
-            raise ConfigError(f"{cfg.get('_sources', {}).get(key, '<config>')}: unknown key {key!r}; "
-                              f"did you mean {hint}?")
+        raise ConfigError(f"{where(key)}: unknown top-level key {key!r}: nothing reads it; "
+                          + (f"did you mean {hint}?" if hint else
+                             "remove it, or start its name with '_' if it only holds YAML anchors"))
+    check_not_implemented(cfg, GLOBAL, where)
+    for section in READER_SECTIONS:
+        if isinstance(cfg.get(section), dict):
+            check_not_implemented(cfg[section], READER, f"{where(section)}: {section}")
 
 
 def load_config(path: str, overrides: Union[None, Dict[str, Any], Iterable[str]] = None) -> Config:
@@ -168,16 +186,18 @@ def load_config(path: str, overrides: Union[None, Dict[str, Any], Iterable[str]]
     cfg["filename"] = os.path.splitext(os.path.basename(path))[0]
     cfg["_path"] = os.path.abspath(path)
     apply_overrides(cfg, overrides)
-    _import_components()
+    _import_components(slim="slim" in cfg)
     check_top_level(cfg)
     return cfg
 
 
-def _import_components() -> None:
-    """Import the packages whose classes register themselves, so names resolve."""
+def _import_components(slim: bool = False) -> None:
+    """Import the packages whose classes register themselves, so names resolve (``slim``: also
+    the compression components, Pruner / QAT / PTQ / DistillYOLOv3Loss, for a slim config)."""
     import importlib
 
-    for module in ("ppdet_lite.data", "ppdet_lite.modeling", "ppdet_lite.engine"):
+    modules = ("ppdet_lite.data", "ppdet_lite.modeling", "ppdet_lite.engine")
+    for module in modules + (("ppdet_lite.slim",) if slim else ()):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -2,6 +2,9 @@
 
 Components register with ``@register``.  ``create`` builds one from a dict of YAML keys and checks
 every key against the constructor's signature, so a misspelt key fails with the closest valid names.
+A PaddleDetection argument a component does not implement is declared in its ``NOT_IMPLEMENTED``
+class attribute (see ``core/unimplemented.py``): accepted at its no-op value and then dropped, a
+ConfigError at any other value.
 The registry never rewires arguments: whatever a component needs from elsewhere (channels from the
 backbone, ``num_classes``) its builder passes explicitly.
 """
@@ -10,6 +13,7 @@ import inspect
 from typing import Any, Dict, Optional
 
 from .errors import ConfigError
+from .unimplemented import check_not_implemented
 
 _REGISTRY: Dict[str, type] = {}
 
@@ -19,6 +23,10 @@ def register(cls):
     name = cls.__name__
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ValueError(f"two classes registered under the name {name!r}")
+    both = set(getattr(cls, "NOT_IMPLEMENTED", {})) & (accepted_keys(cls) or set())
+    if both:  # a declared no-op argument must not also reach the constructor
+        raise ValueError(f"{name}: {sorted(both)} are both constructor arguments and NOT_IMPLEMENTED; "
+                         "drop them from the constructor")
     _REGISTRY[name] = cls
     return cls
 
@@ -56,6 +64,9 @@ def create(name: str, kwargs: Optional[Dict[str, Any]] = None, where: str = "", 
     """
     cls = lookup(name, where)
     kwargs = {k: v for k, v in (kwargs or {}).items() if k != "name"}
+    not_implemented = getattr(cls, "NOT_IMPLEMENTED", {})
+    check_not_implemented(kwargs, not_implemented, f"{where or name}: {name}")
+    kwargs = {k: v for k, v in kwargs.items() if k not in not_implemented}
     keys = accepted_keys(cls)
     if keys is not None:
         for key in kwargs:

@@ -17,11 +17,15 @@ from paddle.io import DataLoader, DistributedBatchSampler
 
 from ..core.errors import ConfigError, DatasetError
 from ..core.registry import accepted_keys, create, lookup
+from ..core.unimplemented import READER as NOT_IMPLEMENTED_READER_KEYS
+from ..core.unimplemented import check_not_implemented
 from .dataset import DetDataset
 
+# reader keys something reads (``inputs_def.image_shape``: export, anchor clustering); the
+# PaddleDetection reader keys ppdet_lite does not implement are in ``core.unimplemented.READER``
 READER_KEYS = {"sample_transforms", "batch_transforms", "batch_size", "shuffle", "drop_last",
-               "mixup_epoch", "cutmix_epoch", "mosaic_epoch", "use_shared_memory",
-               "collate_batch", "worker_num", "inputs_def", "fuse_normalize", "name"}
+               "mixup_epoch", "use_shared_memory", "collate_batch", "worker_num", "inputs_def",
+               "name"}
 DEFAULTS = {"train": dict(shuffle=True, drop_last=True), "eval": dict(shuffle=False, drop_last=False),
             "test": dict(shuffle=False, drop_last=False)}
 DROPPED_KEYS = ("h", "w", "flipped")
@@ -189,7 +193,8 @@ def build_dataloader(reader_cfg: Dict[str, Any], dataset: DetDataset, num_classe
         raise ConfigError(f"build_dataloader: mode must be train, eval or test, got {mode!r}")
     where = f"{mode.capitalize()}Reader"
     cfg = dict(reader_cfg or {})
-    unknown = set(cfg) - READER_KEYS
+    check_not_implemented(cfg, NOT_IMPLEMENTED_READER_KEYS, where)
+    unknown = set(cfg) - READER_KEYS - set(NOT_IMPLEMENTED_READER_KEYS)
     if unknown:
         import difflib
         hints = {k: difflib.get_close_matches(k, READER_KEYS, 1) for k in unknown}
