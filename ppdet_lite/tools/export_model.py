@@ -18,8 +18,8 @@ def main(argv=None) -> None:
     parser.add_argument("--onnx", action="store_true", help="also convert to ONNX (model.onnx)")
     parser.add_argument("--opset_version", type=int, default=11, help="ONNX opset (<= 18)")
     args = parser.parse_args(argv)
-    from ..engine.export import export_model
-    from ..engine.onnx_export import export_onnx
+    from ..export.jit import export_model
+    from ..export.onnx_export import export_onnx
 
     cfg, slim_cfg = load_configs(args)
     if slim_cfg is None:
