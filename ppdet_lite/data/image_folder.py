@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.errors import DatasetError
 from ..core.registry import register
+from ..core.unimplemented import NotImplementedSetting
 from .coco import coco_categories, read_coco_json
 from .dataset import DetDataset
 from .voc import read_label_list
@@ -30,9 +31,20 @@ def list_images(path: str) -> List[str]:
 
 @register
 class ImageFolder(DetDataset):
+    # PaddleDetection's ImageFolder takes these too (through **kwargs); they load at their no-op value
+    NOT_IMPLEMENTED = {
+        "data_fields": NotImplementedSetting(
+            (["image"], None), "the record fields to load",
+            "ImageFolder records are images only (im_id, im_file); annotations come from a "
+            "COCODataSet / VOCDataSet"),
+        "use_default_label": NotImplementedSetting(
+            (None, False), "name the classes with the default COCO / VOC list",
+            "set anno_path to a label list (one name per line) or a COCO json"),
+    }
+
     def __init__(self, dataset_dir: Optional[str] = None, image_dir: Union[str, Sequence[str], None] = None,
-                 anno_path: Optional[str] = None, sample_num: int = -1, data_fields=("image",)):
-        super().__init__(dataset_dir, image_dir, anno_path, data_fields, sample_num)
+                 anno_path: Optional[str] = None, sample_num: int = -1):
+        super().__init__(dataset_dir, image_dir, anno_path, ("image",), sample_num)
         self._imid2path: Dict[int, str] = {}
 
     def get_anno(self) -> Optional[str]:

@@ -164,3 +164,19 @@ def test_image_folder(tmp_path):
     assert ImageFolder(dataset_dir=kw["dataset_dir"], anno_path="ann.json").get_label_list() == ["a", "b", "c"]
     with pytest.raises(DatasetError, match="no image"):
         ImageFolder().set_images([str(tmp_path / "imgs" / "notes.txt")])
+
+
+def test_image_folder_paddledetection_keys_load_only_at_their_no_op_value(tmp_path):
+    from ppdet_lite.core.errors import ConfigError
+    from ppdet_lite.core.registry import create
+
+    ds = create("ImageFolder", {"anno_path": "labels.txt", "data_fields": ["image"],
+                                "use_default_label": False}, where="c.yml: TestDataset")
+    assert ds.anno_path == "labels.txt" and ds.data_fields == ["image"]
+    with pytest.raises(ConfigError, match=r"^c\.yml: TestDataset: ImageFolder: data_fields: \['image', "
+                                          r"'gt_bbox'\]: ppdet_lite does not implement data_fields"):
+        create("ImageFolder", {"data_fields": ["image", "gt_bbox"]}, where="c.yml: TestDataset")
+    with pytest.raises(ConfigError, match=r"use_default_label: True: ppdet_lite does not implement"):
+        create("ImageFolder", {"use_default_label": True}, where="c.yml: TestDataset")
+    with pytest.raises(TypeError):  # no longer a constructor argument
+        ImageFolder(data_fields=["image", "gt_bbox"])
