@@ -183,6 +183,9 @@ def load_config(path: str, overrides: Union[None, Dict[str, Any], Iterable[str]]
     sources: Dict[str, str] = {}
     cfg = Config(_load_tree(path, sources, []))
     cfg["_sources"] = sources
+    if "filename" in cfg:  # it would be overwritten just below
+        raise ConfigError(f"{sources['filename']}: filename is the config file's own name (outputs go "
+                          "to save_dir/<filename>); remove it, or pass -o filename=NAME")
     cfg["filename"] = os.path.splitext(os.path.basename(path))[0]
     cfg["_path"] = os.path.abspath(path)
     apply_overrides(cfg, overrides)

@@ -153,3 +153,12 @@ def test_bools_and_numbers_are_told_apart():
     assert setting.accepts(False) and setting.accepts(None)
     assert not setting.accepts(0) and not setting.accepts(True)
     assert not NotImplementedSetting((-1,), "x").accepts(True)
+
+
+def test_filename_comes_from_the_file_name_or_an_override(tmp_path):
+    path = write(tmp_path / "mine.yml", "filename: other\n")
+    with pytest.raises(ConfigError, match=r"mine\.yml: filename is the config file's own name"):
+        load_config(path)
+    path = write(tmp_path / "mine.yml", "epoch: 1\n")
+    assert load_config(path)["filename"] == "mine"
+    assert load_config(path, ["filename=other"])["filename"] == "other"
