@@ -5,13 +5,14 @@ of samples (a Mixup pair, or a batch inside ``batch_transforms``) it maps over t
 ops live in ``transforms_geometry.py``. Randomness comes from ``np.random``, which the loader
 seeds per worker and epoch.
 """
-import os
 from collections.abc import Sequence
 import cv2
 import numpy as np
 
 from ..core.errors import ConfigError, DatasetError
 from ..core.registry import register
+from ..runtime import preprocess
+from ..runtime.images import read_image
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -32,15 +33,6 @@ class BaseOperator:
         return type(self).__name__
 
 
-def read_image(path: str) -> np.ndarray:
-    """HWC uint8 RGB; a DatasetError naming ``path`` when it is missing or not an image."""
-    im = cv2.imread(path, cv2.IMREAD_COLOR)
-    if im is None:
-        why = "file not found" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
-        raise DatasetError(f"image {path}: {why}; replace it or remove it from the annotations")
-    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB, dst=im)
-
-
 @register
 class Decode(BaseOperator):
     """Read ``im_file`` (or decode ``image`` bytes) -> ``image`` HWC uint8 RGB; sets h, w,
@@ -51,10 +43,10 @@ class Decode(BaseOperator):
             im = read_image(sample["im_file"])
             sample.pop("im_file")
         elif isinstance(sample["image"], (bytes, bytearray)):
-            im = cv2.imdecode(np.frombuffer(sample["image"], np.uint8), cv2.IMREAD_COLOR)
-            if im is None:
-                raise DatasetError(f"image bytes of im_id {sample.get('im_id')} cannot be decoded")
-            im = cv2.cvtColor(im, cv2.COLOR_BGR2RGB, dst=im)
+            try:
+                im = read_image(sample["image"])
+            except DatasetError as e:
+                raise DatasetError(f"im_id {sample.get('im_id')}: {e}") from None
         else:
             im = sample["image"]
         h, w = im.shape[:2]
@@ -170,28 +162,16 @@ class RandomDistort(BaseOperator):
 
 @register
 class NormalizeImage(BaseOperator):
-    """image -> float32 ((image / 255 if is_scale) - mean) / std, per RGB channel."""
+    """image -> float32 ((image / 255 if is_scale) - mean) / std, per RGB channel
+    (``ppdet_lite.runtime.preprocess.NormalizeImage``, which deploy runs too)."""
 
     def __init__(self, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), is_scale: bool = True,
                  norm_type: str = "mean_std"):
-        if norm_type not in ("mean_std", "none"):
-            raise ConfigError(f"NormalizeImage: norm_type must be 'mean_std' or 'none', got {norm_type!r}")
-        if np.prod(std) == 0:
-            raise ConfigError(f"NormalizeImage: std must be non-zero, got {std}")
-        scale = 1.0 / 255.0 if is_scale else 1.0
-        mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-        if norm_type == "none":
-            mean, std = np.zeros(3), np.ones(3)
-        self.mean, self.std, self.is_scale, self.norm_type = list(mean), list(std), is_scale, norm_type
-        # out = im * mul - sub
-        self._mul = (scale / std).astype(np.float32)
-        self._sub = (mean / std).astype(np.float32)
+        self.op = preprocess.NormalizeImage(mean, std, is_scale, norm_type)
+        self.mean, self.std, self.is_scale, self.norm_type = self.op.mean, self.op.std, is_scale, norm_type
 
     def apply(self, sample):
-        im = sample["image"].astype(np.float32)  # always a fresh array, safe to modify
-        im *= self._mul
-        im -= self._sub
-        sample["image"] = im
+        sample["image"], _ = self.op(sample["image"], sample)
         return sample
 
 
@@ -200,7 +180,7 @@ class Permute(BaseOperator):
     """image HWC -> CHW (a view; collation makes it contiguous)."""
 
     def apply(self, sample):
-        sample["image"] = sample["image"].transpose(2, 0, 1)
+        sample["image"], _ = preprocess.Permute()(sample["image"], sample)
         return sample
 
 

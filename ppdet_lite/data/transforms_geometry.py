@@ -4,27 +4,18 @@ Boxes are ``gt_bbox`` xyxy pixels of the current image; every op moves them with
 ``RandomCrop`` draws all ``num_attempts`` candidate crops of a threshold at once and keeps the
 first valid one, which is what PaddleDetection's attempt loop returns.
 """
-from numbers import Integral, Number
-from collections.abc import Sequence
+from numbers import Number
 
 import cv2
 import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.registry import register
+from ..runtime import preprocess
+from ..runtime.boxes import box_iou
 from .transforms import BaseOperator
 
 _BOX_FIELDS = ("gt_class", "gt_score", "is_crowd", "difficult")
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes a [N,4] and b [K,4] -> [N,K]."""
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(br - tl, axis=2) * (tl < br).all(axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-10)
 
 
 @register
@@ -108,7 +99,7 @@ class RandomCrop(BaseOperator):
             if thresh == "no_crop":
                 return sample
             crops = self._candidates(h, w)                       # [K,4]
-            iou = iou_matrix(box, np.nan_to_num(crops))           # [N,K]
+            iou = box_iou(box, np.nan_to_num(crops), eps=1e-10)  # [N,K]
             ok = ~np.isnan(crops[:, 0]) & (iou.max(0) >= thresh)
             if self.cover_all_box:
                 ok &= iou.min(0) >= thresh
@@ -157,30 +148,17 @@ class RandomFlip(BaseOperator):
 @register
 class Resize(BaseOperator):
     """Resize to ``target_size`` (h, w) -- or, with ``keep_ratio``, by the largest scale fitting
-    min/max sides. Sets ``im_shape`` = new (h, w), multiplies ``scale_factor`` by (sy, sx); boxes
-    are scaled and clipped to the new image. The image becomes float32."""
+    min/max sides (``ppdet_lite.runtime.preprocess.Resize``, which deploy runs too). Sets
+    ``im_shape`` = new (h, w), multiplies ``scale_factor`` by (sy, sx); boxes are scaled and
+    clipped to the new image. The image becomes float32."""
 
     def __init__(self, target_size, keep_ratio: bool, interp: int = cv2.INTER_LINEAR):
-        if isinstance(target_size, Integral):
-            target_size = [target_size, target_size]
-        if not isinstance(target_size, Sequence) or len(target_size) != 2:
-            raise ConfigError(f"Resize: target_size must be an int or [h, w], got {target_size!r}")
-        self.target_size, self.keep_ratio, self.interp = list(target_size), keep_ratio, int(interp)
+        self.op = preprocess.Resize(target_size, keep_ratio, interp)
+        self.target_size, self.keep_ratio, self.interp = self.op.target_size, keep_ratio, self.op.interp
 
     def apply(self, sample):
-        im = sample["image"]
-        ih, iw = im.shape[:2]
-        if self.keep_ratio:
-            scale = min(min(self.target_size) / min(ih, iw), max(self.target_size) / max(ih, iw))
-            resize_h, resize_w, sy, sx = scale * ih, scale * iw, scale, scale
-        else:
-            resize_h, resize_w = self.target_size
-            sy, sx = resize_h / ih, resize_w / iw
-        sample["image"] = cv2.resize(im, None, None, fx=sx, fy=sy,
-                                     interpolation=self.interp).astype(np.float32, copy=False)
-        sample["im_shape"] = np.array([resize_h, resize_w], np.float32)
-        prev = sample.get("scale_factor", np.ones(2, np.float32))
-        sample["scale_factor"] = np.array([prev[0] * sy, prev[1] * sx], np.float32)
+        sy, sx, resize_h, resize_w = self.op.scales(*sample["image"].shape[:2])
+        sample["image"], _ = self.op(sample["image"], sample)  # sets im_shape, scale_factor
         if "gt_bbox" in sample and len(sample["gt_bbox"]):
             box = sample["gt_bbox"] * np.array([sx, sy, sx, sy], np.float32)
             sample["gt_bbox"] = np.minimum(np.maximum(box, 0), np.array(

@@ -1,0 +1,153 @@
+"""The one image preprocessing (Resize, NormalizeImage, Permute, PadStride; PaddleDetection's names
+and arguments) for training, ``Detector``, Paddle Inference, Paddle Lite and the HTTP server.
+
+The training transforms in ``ppdet_lite/data`` wrap these ops (and move boxes with the image);
+the deploy runtimes build them from the ``Preprocess`` list of ``infer_cfg.yml``. Each op is
+``op(im, info) -> (im, info)``: ``im`` is HWC RGB (uint8, float32 after ``Resize``) until
+``Permute`` makes it CHW; ``info`` carries ``im_shape`` [h, w] and ``scale_factor`` [sy, sx]
+(float32), the two extra inputs of an exported detector.
+
+The rules are those of PaddleDetection's training transforms (ppdet/data/transform/operators.py),
+which its evaluation uses: ``keep_ratio`` takes the largest scale that keeps the short side within
+min(target_size) and the long side within max(target_size); ``im_shape`` is the scaled size
+unrounded. (PaddleDetection's deploy/python/preprocess.py scales the short side first and falls
+back to the long side only when the rounded long side overflows, and reports the rounded size;
+we use the training rule everywhere.) Normalisation is one float32 multiply-subtract.
+"""
+from numbers import Integral
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..core.errors import ConfigError
+from .images import ImageLike, read_image
+
+Info = Dict[str, np.ndarray]
+
+
+def new_info(im: np.ndarray) -> Info:
+    """``info`` of an undecoded-size image: ``im_shape`` its (h, w), ``scale_factor`` (1, 1)."""
+    return {"im_shape": np.array(im.shape[:2], np.float32), "scale_factor": np.ones(2, np.float32)}
+
+
+class Resize:
+    """Resize to ``target_size`` (h, w), or with ``keep_ratio`` by the largest scale fitting it
+    (see the module doc). Sets ``im_shape`` = the scaled (h, w), multiplies ``scale_factor`` by
+    (sy, sx). The image becomes float32."""
+
+    def __init__(self, target_size, keep_ratio: bool = True, interp: int = cv2.INTER_LINEAR):
+        if isinstance(target_size, Integral):
+            target_size = [target_size, target_size]
+        if not isinstance(target_size, Sequence) or len(target_size) != 2 or \
+                min(target_size) <= 0:
+            raise ConfigError(f"Resize: target_size must be an int or [h, w] > 0, got "
+                              f"{target_size!r}")
+        self.target_size, self.keep_ratio, self.interp = list(target_size), keep_ratio, int(interp)
+
+    def scales(self, h: int, w: int) -> Tuple[float, float, float, float]:
+        """(sy, sx, resized h, resized w) for an ``h`` x ``w`` image."""
+        if self.keep_ratio:
+            scale = min(min(self.target_size) / min(h, w), max(self.target_size) / max(h, w))
+            return scale, scale, scale * h, scale * w
+        rh, rw = self.target_size
+        return rh / h, rw / w, rh, rw
+
+    def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        sy, sx, rh, rw = self.scales(*im.shape[:2])
+        im = cv2.resize(im, None, None, fx=sx, fy=sy, interpolation=self.interp)
+        prev = info.get("scale_factor", np.ones(2, np.float32))
+        info["im_shape"] = np.array([rh, rw], np.float32)
+        info["scale_factor"] = np.array([prev[0] * sy, prev[1] * sx], np.float32)
+        return im.astype(np.float32, copy=False), info
+
+
+class NormalizeImage:
+    """im -> float32 ((im / 255 if is_scale) - mean) / std per channel; ``norm_type`` 'none'
+    only scales."""
+
+    def __init__(self, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 is_scale: bool = True, norm_type: str = "mean_std"):
+        if norm_type not in ("mean_std", "none"):
+            raise ConfigError(f"NormalizeImage: norm_type must be 'mean_std' or 'none', got "
+                              f"{norm_type!r}")
+        if np.prod(std) == 0:
+            raise ConfigError(f"NormalizeImage: std must be non-zero, got {std}")
+        scale = 1.0 / 255.0 if is_scale else 1.0
+        mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        if norm_type == "none":
+            mean, std = np.zeros(3), np.ones(3)
+        self.mean, self.std, self.is_scale, self.norm_type = list(mean), list(std), is_scale, norm_type
+        self._mul = (scale / std).astype(np.float32)  # out = im * mul - sub
+        self._sub = (mean / std).astype(np.float32)
+
+    def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        im = im.astype(np.float32)  # always a fresh array, safe to modify
+        im *= self._mul
+        im -= self._sub
+        return im, info
+
+
+class Permute:
+    """HWC -> CHW (a view; batching copies it)."""
+
+    def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        return im.transpose(2, 0, 1), info
+
+
+class PadStride:
+    """Zero-pad a CHW image on the bottom/right to a multiple of ``stride`` (0: no padding)."""
+
+    def __init__(self, stride: int = 0):
+        self.stride = stride
+
+    def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        if self.stride <= 0:
+            return im, info
+        c, h, w = im.shape
+        ph, pw = -(-h // self.stride) * self.stride, -(-w // self.stride) * self.stride
+        out = np.zeros((c, ph, pw), np.float32)
+        out[:, :h, :w] = im
+        return out, info
+
+
+OPS = {"Resize": Resize, "NormalizeImage": NormalizeImage, "Permute": Permute,
+       "PadStride": PadStride}
+
+
+def build_ops(preprocess_cfg: List[dict], where: str = "infer_cfg.yml") -> list:
+    """``Preprocess`` entries (``{type: Name, **kwargs}``) -> op instances."""
+    ops = []
+    for entry in preprocess_cfg:
+        kwargs = dict(entry)
+        name = kwargs.pop("type", None)
+        if name not in OPS:
+            raise ConfigError(f"{where}: Preprocess op {name!r} is not supported here; "
+                              f"supported ops: {sorted(OPS)}")
+        try:
+            ops.append(OPS[name](**kwargs))
+        except TypeError as e:
+            raise ConfigError(f"{where}: Preprocess op {name} {kwargs}: {e}") from None
+    return ops
+
+
+def preprocess(image: ImageLike, ops: list) -> Tuple[np.ndarray, Info]:
+    """Read one image (path, bytes or HWC uint8 RGB array) and run ``ops`` -> (CHW, info)."""
+    im = read_image(image)
+    info = new_info(im)
+    for op in ops:
+        im, info = op(im, info)
+    return im, info
+
+
+def batch_inputs(images: List[np.ndarray], infos: List[Info]) -> Dict[str, np.ndarray]:
+    """Stack CHW images (zero-padded to the largest h, w) -> ``image [N,3,H,W]``, ``im_shape [N,2]``,
+    ``scale_factor [N,2]``, all float32."""
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    batch = np.zeros((len(images), images[0].shape[0], h, w), np.float32)
+    for i, im in enumerate(images):
+        batch[i, :, :im.shape[1], :im.shape[2]] = im
+    return {"image": batch,
+            "im_shape": np.stack([i["im_shape"] for i in infos]).astype(np.float32),
+            "scale_factor": np.stack([i["scale_factor"] for i in infos]).astype(np.float32)}
