@@ -162,3 +162,22 @@ def test_filename_comes_from_the_file_name_or_an_override(tmp_path):
     path = write(tmp_path / "mine.yml", "epoch: 1\n")
     assert load_config(path)["filename"] == "mine"
     assert load_config(path, ["filename=other"])["filename"] == "other"
+
+
+def test_every_top_level_key_the_package_reads_is_accepted():
+    """A key read as ``cfg.get("key")`` / ``cfg["key"]`` must be settable from a config."""
+    import ppdet_lite.modeling  # noqa: F401  (registers the components)
+    import ppdet_lite.slim  # noqa: F401
+    from ppdet_lite.core.registry import registered
+
+    known = GLOBAL_KEYS | set(GLOBAL) | set(registered())
+    read = re.compile(r"\bself\.cfg(?:\.get\(|\[)[\"']([A-Za-z]\w*)[\"']|"
+                      r"\bcfg(?:\.get\(|\[)[\"']([A-Z]\w*|[a-z]+_\w+|[a-z]+)[\"']")
+    missing = set()
+    # where ``cfg`` is a loaded config (deploy / runtime read infer_cfg.yml under that name)
+    where = ["engine/*.py", "modeling/*.py", "data/builder.py", "slim/*.py", "export/jit.py", "tools/*.py"]
+    for path in [p for w in where for p in glob.glob(os.path.join(PACKAGE, w))]:
+        with open(path, encoding="utf-8") as f:
+            for groups in read.findall(f.read()):
+                missing |= {k for k in groups if k and k not in known}
+    assert missing == set()
