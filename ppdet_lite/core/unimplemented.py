@@ -60,6 +60,12 @@ GLOBAL: Dict[str, NotImplementedSetting] = {
     "ema_filter_no_grad": NotImplementedSetting(
         (False, None), "leave parameters with stop_gradient out of the EMA",
         "ppdet_lite's EMA averages every parameter and BN statistic (use_ema, ema_decay)"),
+    # shared with BBoxPostProcess in PaddleDetection, so they may be written at the top level
+    "export_onnx": NotImplementedSetting(
+        (False, None), "append a fake box to every post-processed output, for ONNX export",
+        "export with tools/export_model.py --onnx: the graph converts as it is"),
+    "export_eb": NotImplementedSetting(
+        (False, None), "skip the post-process after NMS, for EdgeBoard hardware"),
     "slim_method": NotImplementedSetting(
         (None,), "pick the FGD / LD / CWD / PPYOLOEDistill distillation model",
         "ppdet_lite distils the YOLOv3 outputs with DistillYOLOv3Loss: slim: Distill, no slim_method"),
