@@ -32,6 +32,9 @@ GLOBAL_KEYS = {
     "distill_loss",  # slim configs (PaddleDetection's keys)
 }
 READER_SECTIONS = ("TrainReader", "EvalReader", "TestReader")
+# components always written inline (datasets, transforms, LR schedules): a top-level section
+# named after one of them is read by nothing
+_INLINE_PACKAGES = ("ppdet_lite.data.", "ppdet_lite.engine.")
 # command-line flags that users sometimes write into a config
 _FLAGS = {"eval": "--eval", "resume": "-r/--resume"}
 
@@ -162,8 +165,14 @@ def check_top_level(cfg: Dict[str, Any]) -> None:
     def where(key: str) -> str:
         return sources.get(key, "<config>")
 
-    known = GLOBAL_KEYS | set(GLOBAL) | set(registered())
+    components = registered()
+    known = GLOBAL_KEYS | set(GLOBAL) | set(components)
     for key in cfg:
+        if key in components and components[key].__module__.startswith(_INLINE_PACKAGES):
+            raise ConfigError(f"{where(key)}: {key} is configured where it is used (e.g. "
+                              f"TrainDataset: !{key} {{...}}, a reader's sample_transforms, "
+                              f"LearningRate.schedulers), not as a top-level section; nothing reads "
+                              f"the {key!r} section: move its keys there")
         if key.startswith("_") or key in known:
             continue
         if key in _FLAGS:

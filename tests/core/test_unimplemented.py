@@ -182,3 +182,10 @@ def test_every_top_level_key_the_package_reads_is_accepted():
             for groups in read.findall(f.read()):
                 missing |= {k for k in groups if k and k not in known}
     assert missing == set()
+
+
+def test_a_top_level_section_for_an_inline_component_is_refused(tmp_path):
+    for name in ("COCODataSet", "RandomFlip", "PiecewiseDecay"):
+        with pytest.raises(ConfigError, match=rf"s\.yml: {name} is configured where it is used"):
+            load_config(write(tmp_path / "s.yml", f"{name}: {{}}\n"))
+    assert load_config(write(tmp_path / "s.yml", "YOLOv3Head: {iou_aware: true}\n"))["YOLOv3Head"]
