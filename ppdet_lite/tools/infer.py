@@ -4,7 +4,7 @@ import glob
 import json
 import os
 
-from ..utils.cli import ArgsParser, load_configs, run
+from ..utils.cli import ArgsParser, load_configs, run, score_threshold
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -22,11 +22,23 @@ def collect_images(infer_img, infer_dir):
     return images
 
 
+def annotated_path(output_dir: str, image: str, inputs) -> str:
+    """``output_dir/<name>``, or ``<stem>_det<ext>`` (``_det2``, ...) where that would be one of the
+    ``inputs``: an annotated copy never replaces an image being read."""
+    protected = {os.path.realpath(p) for p in inputs}
+    stem, ext = os.path.splitext(os.path.basename(image))
+    candidate, n = os.path.join(output_dir, stem + ext), 1
+    while os.path.realpath(candidate) in protected:
+        candidate = os.path.join(output_dir, f"{stem}_det{n if n > 1 else ''}{ext}")
+        n += 1
+    return candidate
+
+
 def main(argv=None) -> None:
     parser = ArgsParser(description=__doc__, slim=True)
     parser.add_argument("--infer_img", default=None, help="one image")
     parser.add_argument("--infer_dir", default=None, help="a directory of images")
-    parser.add_argument("--draw_threshold", type=float, default=0.5, help="score threshold for drawn boxes")
+    parser.add_argument("--draw_threshold", type=score_threshold, default=0.5, help="score threshold for drawn boxes")
     parser.add_argument("--output_dir", default="output", help="where annotated images and results go")
     parser.add_argument("--save_results", action="store_true", help="also write bbox.json with every box")
     args = parser.parse_args(argv)
@@ -48,7 +60,7 @@ def main(argv=None) -> None:
     results = []
     for path in images:
         res = detector.predict(path)
-        out_path = os.path.join(args.output_dir, os.path.basename(path))
+        out_path = annotated_path(args.output_dir, path, images)
         drawn = draw_boxes(cv2.imread(path), res["boxes"], res["class_ids"], res["scores"], detector.names)
         cv2.imwrite(out_path, drawn)
         print(f"{path}: {len(res['boxes'])} boxes -> {out_path}")

@@ -1,6 +1,7 @@
 """The command-line flags shared by tools/*.py: ``-c CONFIG``, ``-o key=value ...`` and, where a
 tool takes it, ``--slim_config SLIM``."""
 import argparse
+import math
 import sys
 
 
@@ -14,6 +15,17 @@ class ArgsParser(argparse.ArgumentParser):
         if slim or slim_required:
             self.add_argument("--slim_config", default=None, required=slim_required,
                               help="a slim config (configs/slim/): prune, quantize or distil -c's model")
+
+
+def score_threshold(text: str) -> float:
+    """An argparse type: a number in [0, 1] (NaN and out-of-range values are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a score threshold in [0, 1]") from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]; give a score threshold in [0, 1]")
+    return value
 
 
 def load_configs(args):
