@@ -23,18 +23,19 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 import paddle.nn as nn
-import yaml
 
 from ..core.errors import ConfigError
 from ..core.registry import register
 from ..export.inference import inference_predictor, run_inference
+from ..export.infer_cfg import image_shape_of, write_infer_cfg
+from ..export.jit import input_spec, set_export_mode
 from ..export.program_edit import SavedProgram, fold_bias_reshapes
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["QAT", "PTQ", "export_quantized", "calibration_batches", "inference_predictor",
-           "run_inference", "evaluate_inference_model", "random_inputs", "inference_latency", "model_size"]
+__all__ = ["QAT", "PTQ", "export_quantized", "calibration_batches", "evaluate_inference_model",
+           "random_inputs", "inference_latency", "model_size"]
 
 # PaddleSlim dygraph QAT config keys (PaddleDetection's quant_config) and their types
 QAT_KEYS = {"weight_preprocess_type": (str, type(None)), "activation_preprocess_type": (str, type(None)),
@@ -47,13 +48,6 @@ ACT_ALGOS = {"HistQuantizer": "hist", "KLQuantizer": "KL", "AbsmaxQuantizer": "a
              "abs_max": "abs_max", "avg": "avg", "mse": "mse"}
 WEIGHT_TYPES = {"PerChannelAbsmaxQuantizer": "channel_wise_abs_max", "AbsmaxQuantizer": "abs_max",
                 "channel_wise_abs_max": "channel_wise_abs_max", "abs_max": "abs_max"}
-
-
-def _input_spec(image_shape: Sequence[Optional[int]]) -> List[Dict[str, Any]]:
-    """PaddleDetection's export inputs: image [N,3,H,W], im_shape [N,2], scale_factor [N,2]."""
-    return [{"image": paddle.static.InputSpec(list(image_shape), "float32", "image"),
-             "im_shape": paddle.static.InputSpec([None, 2], "float32", "im_shape"),
-             "scale_factor": paddle.static.InputSpec([None, 2], "float32", "scale_factor")}]
 
 
 @register
@@ -107,40 +101,25 @@ class QAT:
                 model.train()
 
 
-def _write_infer_cfg(cfg: Dict[str, Any], save_dir: str, image_shape, labels=None) -> None:
-    from ..export.jit import infer_cfg
-    from ..data.builder import label_list
-
-    content = infer_cfg(cfg, image_shape, labels if labels is not None else label_list(cfg))
-    with open(os.path.join(save_dir, "infer_cfg.yml"), "w") as f:
-        yaml.safe_dump(dict(content), f, sort_keys=False, default_flow_style=False)
-
-
-def _export_flags(cfg: Dict[str, Any], model: nn.Layer) -> None:
-    """``export.benchmark`` / ``post_process`` / ``nms`` as the architecture's exclude flags."""
-    export = cfg.get("export") or {}
-    if hasattr(model, "exclude_post_process"):
-        model.exclude_post_process = bool(export.get("benchmark", False)
-                                          or not export.get("post_process", True))
-        model.exclude_nms = not export.get("nms", True)
-
-
 def export_quantized(cfg: Dict[str, Any], model: nn.Layer, qat: QAT, save_dir: str,
                      labels: Optional[List[str]] = None) -> str:
-    """Write a QAT ``model`` as an inference model dir (deploy layout, ``cfg['export']`` knobs
-    applied); returns ``save_dir``."""
-    from ..export.jit import image_shape_of
-
+    """Write a QAT ``model`` (a copy of it) as an inference model dir: deploy layout, the
+    ``export.benchmark / post_process / nms`` knobs and the input spec of ``export_model``;
+    returns ``save_dir``."""
+    export = dict(cfg.get("export") or {})
+    if export.get("fuse_conv_bn", False):
+        raise ConfigError("export.fuse_conv_bn with a QAT model: the quantized convs are not "
+                          "plain Conv2D; fold BatchNorm with QAT.quant_config.fuse_conv_bn: true")
     os.makedirs(save_dir, exist_ok=True)
     image_shape = image_shape_of(cfg)
-    spec = _input_spec(image_shape)
+    spec = [input_spec(image_shape)]
     model = copy.deepcopy(model)
     # PaddleSlim saves a PACT model through the copy it took before quantizing: prepare both
     for m in (model, getattr(qat.quanter, "_model", None)):
         if m is not None:
-            _export_flags(cfg, m)
+            set_export_mode(m, export)
             paddle.jit.to_static(m, input_spec=spec, full_graph=True)  # AST capture, as export does
-    _write_infer_cfg(cfg, save_dir, image_shape, labels)
+    write_infer_cfg(cfg, save_dir, image_shape, labels)
     # no input_spec here: Paddle would re-wrap the model for SOT capture, which ignores it
     qat.save_quantized_model(model, os.path.join(save_dir, "model"))
     logger.info(f"exported quantized model {save_dir} ({model_size(save_dir) / 2**20:.2f} MiB)")

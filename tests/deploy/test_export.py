@@ -1,16 +1,15 @@
 """tools/export_model.py + ppdet_lite.export.jit: deploy format, dygraph parity, export knobs."""
 import zlib  # noqa: F401  (before paddle)
 import os
-import sys
 
 import numpy as np
 import yaml
 
-from .conftest import SIZE, export_ours
-from .helpers import REPO, dygraph_boxes, same_boxes
+from ppdet_lite.deploy.predictor import DetectorPredictor
+from ppdet_lite.export.inference import inference_predictor, run_inference
 
-sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
-from detector import DetectorPredictor  # noqa: E402
+from .conftest import SIZE, export_ours
+from .helpers import PYTHON, REPO, dygraph_boxes, run, same_boxes
 
 
 def test_export_writes_paddledetection_deploy_format(ours_tiny):
@@ -37,19 +36,11 @@ def test_inference_matches_dygraph(ours_tiny, image_files, run_boxes):
 
 def predictor_outputs(model_dir: str, size: int):
     """(input names, outputs) of Paddle Inference on a fixed random image of ``size``."""
-    from paddle.inference import Config, create_predictor
-    config = Config(os.path.join(model_dir, "model.pdmodel"),
-                    os.path.join(model_dir, "model.pdiparams"))
-    config.disable_glog_info()
-    pred = create_predictor(config)
+    pred = inference_predictor(model_dir)
     feed = {"image": np.random.RandomState(0).rand(1, 3, size, size).astype("float32"),
             "im_shape": np.array([[size, size]], "float32"),
             "scale_factor": np.ones((1, 2), "float32")}
-    for n in pred.get_input_names():
-        pred.get_input_handle(n).copy_from_cpu(feed[n])
-    pred.run()
-    return pred.get_input_names(), [pred.get_output_handle(n).copy_to_cpu()
-                                    for n in pred.get_output_names()]
+    return pred.get_input_names(), run_inference(pred, feed)
 
 
 def test_dynamic_shape_fused_bn_without_nms(work, image_files):
@@ -81,3 +72,37 @@ def test_benchmark_export_is_head_maps_from_image_only(work):
     names, maps = predictor_outputs(out.dir, SIZE)
     assert names == ["image"]  # im_shape / scale_factor are pruned from the graph
     assert [o.shape for o in maps] == [(1, 255, 6, 6), (1, 255, 12, 12), (1, 255, 24, 24)]
+
+
+EXPORT_ALONE = """
+import sys
+
+import paddle
+
+import ppdet_lite
+from ppdet_lite.export.jit import export_model
+
+calls = []
+set_device = paddle.set_device
+paddle.set_device = lambda *a, **k: calls.append(a) or set_device(*a, **k)
+cfg = ppdet_lite.load_config(sys.argv[1], ["TestReader.inputs_def.image_shape=[3,64,64]",
+                                           "weights=" + sys.argv[2]])
+export_model(cfg, sys.argv[3])
+print("trainer imported:", "ppdet_lite.engine.trainer" in sys.modules)
+print("set_device calls:", calls)
+"""
+
+
+def test_export_imports_no_training_loop_and_keeps_the_device(tmp_path):
+    """export_model from weights in a fresh process: the training loop is never imported and
+    the process's device is never switched (paddle.set_device is not called)."""
+    import paddle
+
+    import ppdet_lite
+    config = os.path.join(REPO, "configs", "ppyolo_tiny_shapes.yml")
+    paddle.seed(0)
+    weights = str(tmp_path / "w.pdparams")
+    paddle.save(ppdet_lite.build_model(ppdet_lite.load_config(config)).state_dict(), weights)
+    out = run([PYTHON, "-c", EXPORT_ALONE, config, weights, str(tmp_path / "out")]).stdout
+    assert "trainer imported: False" in out and "set_device calls: []" in out, out
+    assert os.path.isfile(tmp_path / "out" / "ppyolo_tiny_shapes" / "model.pdmodel")

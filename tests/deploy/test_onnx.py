@@ -4,19 +4,16 @@ graphs ONNX cannot hold (deformable_conv, matrix_nms), and the way round MatrixN
 import zlib  # noqa: F401  (before paddle)
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from ppdet_lite.core.errors import ConfigError
+from ppdet_lite.deploy.predictor import DetectorPredictor
 from ppdet_lite.export.onnx_export import check_convertible, export_onnx, onnx_run, paddle_run
 
 from .conftest import export_ours
 from .helpers import PYTHON, REPO, run, same_boxes
-
-sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
-from detector import DetectorPredictor  # noqa: E402
 
 
 def assert_onnx_matches_paddle(model_dir: str, onnx_path: str, image_files) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
+from ppdet_lite.export.inference import inference_predictor, run_inference
 from ppdet_lite.export.jit import export_model
 from ppdet_lite.slim import PTQ, QAT, export_quantized, load_slim_config
-from ppdet_lite.export.inference import inference_predictor, run_inference
 from ppdet_lite.slim.quant import calibration_batches, model_size
 
 from .helpers import ROOT, calibrated_tiny, compare_candidates as compare
