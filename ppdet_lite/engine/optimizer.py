@@ -145,6 +145,11 @@ class ModelEMA:
             return self.decay * (1 - math.exp(-(self.step + 1) / 2000))
         return self.decay
 
+    def reset(self) -> None:
+        """Start the average again from zeros (``cycle_epoch``)."""
+        self.step, self._last_decay = 0, self.decay
+        self.state = {k: paddle.zeros_like(v) for k, v in self.live.items()}
+
     @paddle.no_grad()
     def update(self) -> None:
         d = self._decay_now()

@@ -9,6 +9,8 @@
             QAT           -c's model quantized, then ``weights`` (a QAT checkpoint) loaded
             Distill       -c's model with ``weights``: a distilled student is a plain model
 PTQ works on an exported model, not on checkpoints: slim/post_quant.py.
+``build_slim_trainer`` gives the training ``Trainer`` for a slim config: the model above and, for
+Distill / DistillPrune, the ``DistillModel`` wrapper around it for the training step.
 """
 from typing import Any, Dict, List, NamedTuple, Optional
 
@@ -19,7 +21,7 @@ from ..core.registry import create
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
-__all__ = ["SlimModel", "build_slim_model", "fixed_input_shape", "same_shapes"]
+__all__ = ["SlimModel", "build_slim_model", "build_slim_trainer", "fixed_input_shape", "same_shapes"]
 
 
 class SlimModel(NamedTuple):
@@ -105,6 +107,17 @@ def build_slim_model(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], mode: str = 
     if qat is not None:
         qat(model)
     return SlimModel(model, teacher, qat)
+
+
+def build_slim_trainer(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], seed: Optional[int] = None):
+    """A training ``Trainer`` for ``cfg, slim_cfg = load_slim_config(...)`` (what tools/train.py
+    --slim_config runs): the slim model; a distillation wrapper when the slim config has a teacher."""
+    from ..engine.trainer import Trainer
+    from .distill import build_distill_loss, distill_wrapper
+
+    model, teacher, _ = build_slim_model(cfg, slim_cfg, "train")
+    wrapper = distill_wrapper(teacher, build_distill_loss(slim_cfg)) if teacher is not None else None
+    return Trainer(cfg, mode="train", seed=seed, model=model, train_wrapper=wrapper)
 
 
 def same_shapes(a: nn.Layer, b: nn.Layer) -> bool:

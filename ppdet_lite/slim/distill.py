@@ -14,7 +14,7 @@ The teacher is frozen: eval mode (BatchNorm running statistics, no DropBlock) un
 mode, so its BatchNorm statistics drift during distillation; here they do not. Teacher and student
 must share anchors, levels and classes (x, y, w, h are offsets relative to those anchors).
 """
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import paddle
 import paddle.nn as nn
@@ -23,7 +23,7 @@ import paddle.nn.functional as F
 from ..core.errors import ConfigError
 from ..core.registry import register
 
-__all__ = ["DistillYOLOv3Loss", "DistillModel", "split_head_output", "head_pairs"]
+__all__ = ["DistillYOLOv3Loss", "DistillModel", "distill_wrapper", "split_head_output", "head_pairs"]
 
 Pairs = List[List[paddle.Tensor]]
 
@@ -118,8 +118,8 @@ class DistillModel(nn.Layer):
     """Student + frozen teacher. Training: the student's loss dict plus ``distill_loss`` (added
     to ``loss``); eval: the student's outputs. Only the student's parameters train.
 
-    Plug into a ``Trainer`` as its ``train_model`` (its ``model`` stays the student, so
-    checkpoints, EMA and evaluation see the student alone): see ``distill_trainer``.
+    Plug into a ``Trainer`` as its ``train_wrapper`` (its ``model`` stays the student, so
+    checkpoints, EMA and evaluation see the student alone): see ``distill_wrapper``.
     """
 
     def __init__(self, student: nn.Layer, teacher: nn.Layer, distill_loss: nn.Layer):
@@ -152,12 +152,17 @@ class DistillModel(nn.Layer):
         return losses
 
 
+def distill_wrapper(teacher: nn.Layer, distill_loss: nn.Layer) -> Callable[[nn.Layer], DistillModel]:
+    """``Trainer(cfg, model=student, train_wrapper=distill_wrapper(teacher, loss))``: the training
+    step runs a ``DistillModel`` around the student; checkpoints, EMA and evaluation see the student."""
+    return lambda student: DistillModel(student, teacher, distill_loss)
+
+
 def distill_trainer(trainer, teacher: nn.Layer, distill_loss: nn.Layer) -> DistillModel:
-    """Make ``trainer`` (a ``ppdet_lite.engine.trainer.Trainer``) distil from ``teacher``: its
-    training step runs a ``DistillModel`` around ``trainer.model``. Returns that wrapper."""
-    model = DistillModel(trainer.model, teacher, distill_loss)
-    trainer.train_model = model  # Trainer.train wraps it for multi-process training
-    return model
+    """Deprecated (until its last callers pass ``train_wrapper=distill_wrapper(...)``): the same
+    wrapper for a trainer already built, before ``train``. Returns the wrapper."""
+    trainer.set_train_wrapper(distill_wrapper(teacher, distill_loss))
+    return trainer.train_model
 
 
 def teacher_from(cfg: Dict, weights: str) -> nn.Layer:

@@ -15,7 +15,6 @@ ops) at batch 1 without post-processing; parameters count the trainable ones.
 """
 import difflib
 import re
-from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,6 +23,7 @@ import paddle.nn as nn
 
 from ..core.errors import ConfigError
 from ..core.registry import register
+from ..engine.model_stats import count_flops, count_params, dummy_inputs, traceable
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -79,44 +79,6 @@ def resolve_layer(model: nn.Layer, name: str) -> str:
                       f"ppdet_lite.slim.prunable_layers(model)")
 
 
-@contextmanager
-def _traceable(model: nn.Layer):
-    """Eval mode without post-processing (NMS adds nothing to channel dependencies or FLOPs)."""
-    training = model.training
-    had = hasattr(model, "exclude_post_process")
-    old = getattr(model, "exclude_post_process", None)
-    model.eval()
-    if had:
-        model.exclude_post_process = True
-    try:
-        yield
-    finally:
-        if had:
-            model.exclude_post_process = old
-        if training:
-            model.train()
-
-
-def _inputs(image_shape: Sequence[int]) -> List[Dict[str, paddle.Tensor]]:
-    c, h, w = image_shape
-    return [{"image": paddle.ones([1, c, h, w], "float32"),
-             "im_shape": paddle.to_tensor([[float(h), float(w)]]),
-             "scale_factor": paddle.ones([1, 2], "float32")}]
-
-
-def count_flops(model: nn.Layer, image_shape: Sequence[int] = (3, 640, 640)) -> int:
-    """PaddleSlim FLOPs of one ``image_shape`` (C, H, W) image, post-processing excluded."""
-    from paddleslim.analysis import dygraph_flops
-
-    with _traceable(model):
-        return int(dygraph_flops(model, _inputs(image_shape)))
-
-
-def count_params(model: nn.Layer) -> int:
-    """Trainable parameters (BatchNorm statistics excluded)."""
-    return int(sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient))
-
-
 def make_pruner(model: nn.Layer, criterion: str = "fpgm", image_shape: Sequence[int] = (3, 640, 640)):
     """A PaddleSlim filter pruner over ``model`` (traces the graph once: ~15 s for PP-YOLO Tiny)."""
     import paddleslim
@@ -125,8 +87,8 @@ def make_pruner(model: nn.Layer, criterion: str = "fpgm", image_shape: Sequence[
         raise ConfigError(f"Pruner.criterion {criterion!r}: expected one of {list(CRITERIA)}")
     cls = paddleslim.dygraph.FPGMFilterPruner if criterion == "fpgm" else \
         paddleslim.dygraph.L1NormFilterPruner
-    with _traceable(model):
-        return cls(model, _inputs(image_shape))
+    with traceable(model):
+        return cls(model, dummy_inputs(image_shape))
 
 
 def prunable_layers(model: nn.Layer, pruner=None) -> List[str]:
@@ -170,7 +132,7 @@ def apply_ratios(model: nn.Layer, pruner, ratios: Dict[str, float]):
             raise ConfigError(f"pruned_ratios: {ratio} for {name!r} must be in [0, 1)")
     names = _param_names(model, pruner, list(ratios))
     todo = {names[resolve_layer(model, k)]: float(r) for k, r in ratios.items() if float(r) > 0}
-    with _traceable(model):
+    with traceable(model):
         return pruner.prune_vars(todo, [0])
 
 

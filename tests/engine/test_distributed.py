@@ -14,22 +14,20 @@ from .helpers import ROOT
 pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent("""
-    import zlib, os, sys
-    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
-    import paddle
-    from engine.helpers import tiny_cfg
-    from ppdet_lite.engine.trainer import Trainer
     import pathlib
+    import ppdet_lite
+    import paddle
+    from ppdet_lite.engine.trainer import Trainer
+    from ppdet_lite.slim.distill import DistillYOLOv3Loss, distill_wrapper
+    from tests.engine.helpers import tiny_cfg
     tmp = pathlib.Path({tmp!r})
     cfg = tiny_cfg(tmp, epoch=1)
-    trainer = Trainer(cfg, seed=3)
-    assert trainer.nranks == 2, trainer.nranks
+    wrapper = None
     if {distill}:  # the same frozen teacher on both ranks around the student
-        import ppdet_lite
-        from ppdet_lite.slim import DistillYOLOv3Loss, distill_trainer
         paddle.seed(11)
-        teacher = ppdet_lite.build_model(cfg)
-        distill_trainer(trainer, teacher, DistillYOLOv3Loss(weight=100))
+        wrapper = distill_wrapper(ppdet_lite.build_model(cfg), DistillYOLOv3Loss(weight=100))
+    trainer = Trainer(cfg, seed=3, train_wrapper=wrapper)
+    assert trainer.nranks == 2, trainer.nranks
     trainer.train()
     assert isinstance(trainer.train_model, paddle.DataParallel)
     rank = paddle.distributed.get_rank()
@@ -43,14 +41,15 @@ SCRIPT = textwrap.dedent("""
 def test_two_process_cpu_training_keeps_ranks_identical(tmp_path, distill):
     """Plain, and with a distillation wrapper around the student (wrapped for data parallel once)."""
     script = tmp_path / "dp_train.py"
-    script.write_text(SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"), tmp=str(tmp_path),
-                                    distill=distill))
+    script.write_text(SCRIPT.format(tmp=str(tmp_path), distill=distill))
     # build the dataset once so the two ranks do not race to generate it
     from ppdet_lite.data.builder import build_dataset
 
     from .helpers import tiny_cfg
     build_dataset(tiny_cfg(tmp_path), "TrainDataset").check_or_download_dataset()
-    env = dict(os.environ, FLAGS_paddle_num_threads="1")
+    # the script imports the installed ppdet_lite and this repository's tests package
+    env = dict(os.environ, FLAGS_paddle_num_threads="1",
+               PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
                            "--log_dir", str(tmp_path / "log"), str(script)],
                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)

@@ -1,13 +1,13 @@
-"""Trainer options: NaN stop, LR auto-scaling, training-time eval cap, VisualDL, classwise eval."""
+"""Trainer options: NaN stop, LR auto-scaling, training-time eval bounds, VisualDL scalars, classwise eval."""
 import os
 import subprocess
 import sys
 
 import numpy as np
-import paddle
 import pytest
 
-from ppdet_lite.engine.optimizer import LinearWarmup, PiecewiseDecay, build_lr
+from ppdet_lite.engine.optimizer import build_lr
+from ppdet_lite.engine.hooks import EvalHook, HookBase
 from ppdet_lite.engine.trainer import Trainer
 
 from .helpers import DEMO, ROOT, tiny_cfg
@@ -46,31 +46,76 @@ def test_auto_scale_lr_uses_total_batch_over_reference(tmp_path):
     assert trainer.lr.base_lr == pytest.approx(0.01 * 8 / 32)
 
 
-def test_training_eval_caps_boxes_and_restores_settings(tmp_path):
+def test_training_eval_bounds_the_nms_it_runs_and_restores_it(tmp_path, monkeypatch):
     trainer = Trainer(tiny_cfg(tmp_path, **{"BBoxPostProcess.nms.nms_top_k": -1,
-                                            "BBoxPostProcess.nms.score_threshold": 0.0}), seed=0)
-    nms = trainer.model.post_process.nms
-    seen = {}
-    real = nms.__call__
+                                            "BBoxPostProcess.nms.score_threshold": 0.0,
+                                            "BBoxPostProcess.decode.conf_thresh": 0.001}), seed=0)
+    post = trainer.model.post_process
+    nms_cls, decode_cls = type(post.nms), type(post.decode)
+    seen = []
 
-    def spy(*args, **kwargs):
-        seen.update(top_k=nms.nms_top_k, thr=nms.score_threshold)
-        return real(*args, **kwargs)
+    def spy(real, name):  # the class attribute: Python calls type(obj).__call__, never an instance's
+        def call(self, *args, **kwargs):
+            seen.append((name, dict(vars(self))))
+            return real(self, *args, **kwargs)
+        return call
 
-    nms.__call__ = spy
-    trainer.evaluate(training=True)
-    if seen:  # the NMS object may be called through its class; check the values it ran with
-        assert seen == {"top_k": 1000, "thr": 0.01}
-    assert nms.nms_top_k == -1 and nms.score_threshold == 0.0
-    with trainer._capped_post_process():
-        assert nms.nms_top_k == 1000 and nms.score_threshold == 0.01
+    monkeypatch.setattr(nms_cls, "__call__", spy(nms_cls.__call__, "nms"))
+    monkeypatch.setattr(decode_cls, "__call__", spy(decode_cls.__call__, "decode"))
+    evaluator = next(h for h in trainer.hooks if isinstance(h, EvalHook))
+    evaluator.evaluate()                       # what the hook runs at a training-time snapshot
+    nms_runs = [v for k, v in seen if k == "nms"]
+    decode_runs = [v for k, v in seen if k == "decode"]
+    assert len(nms_runs) == len(decode_runs) == 1    # 8 val images, EvalReader batch 8
+    assert nms_runs[0]["nms_top_k"] == 1000 and nms_runs[0]["score_threshold"] == 0.01
+    assert decode_runs[0]["conf_thresh"] == 0.01
+    assert trainer.model.training, "the training-time eval returns the model to train mode"
+    assert (post.nms.nms_top_k, post.nms.score_threshold, post.decode.conf_thresh) == (-1, 0.0, 0.001)
+    seen.clear()
+    trainer.evaluate()                         # tools/eval.py: the configured settings
+    assert [(v["nms_top_k"], v["score_threshold"]) for k, v in seen if k == "nms"] == [(-1, 0.0)]
+    assert [v["conf_thresh"] for k, v in seen if k == "decode"] == [0.001]
 
 
-def test_visualdl_scalars_are_written(tmp_path):
-    cfg = tiny_cfg(tmp_path, epoch=1, use_vdl=True, vdl_log_dir=str(tmp_path / "vdl"))
-    Trainer(cfg, seed=0).train()
+class StepLosses(HookBase):
+    """Records each step's loss terms (a custom hook, registered after the default ones)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def after_step(self):
+        self.steps.append((self.trainer.step, {k: float(v) for k, v in self.trainer.losses.items()}))
+
+
+def test_visualdl_scalars_are_the_logged_losses_lr_and_eval(tmp_path):
+    cfg = tiny_cfg(tmp_path, epoch=1, log_iter=2, use_vdl=True, vdl_log_dir=str(tmp_path / "vdl"),
+                   **{"YOLOv3Head.obj_bias_init": 0.0, "YOLOv3Head.cls_bias_init": 0.0})
+    record = StepLosses()
+    trainer = Trainer(cfg, seed=0, hooks=[record])
+    metrics = trainer.train(validate=True)
+    from visualdl import LogReader
+
     files = os.listdir(tmp_path / "vdl")
-    assert files and os.path.getsize(tmp_path / "vdl" / files[0]) > 0
+    assert len(files) == 1
+    reader = LogReader(file_path=str(tmp_path / "vdl" / files[0]))
+    scalars = reader.get_tags()["scalar"]
+    losses = list(record.steps[0][1])
+    assert sorted(scalars) == sorted(["lr", "eval/AP", "eval/AP50"] + [f"loss/{k}" for k in losses])
+
+    def read(tag):
+        return [(r.id, r.value) for r in reader.get_data("scalar", tag)]
+
+    # 2 steps (16 images, batch 8), both logged (step 0 and the epoch's last); warm-up 0.1 -> 1
+    # over 2 steps of base_lr 0.01
+    assert [s for s, _ in read("lr")] == [1, 2]
+    np.testing.assert_allclose([v for _, v in read("lr")], [0.0055, 0.01], rtol=1e-6)
+    for k in losses:  # medians over a window of log_iter = 2 steps
+        first, second = record.steps[0][1][k], record.steps[1][1][k]
+        want = [first, (first + second) / 2]
+        assert [s for s, _ in read(f"loss/{k}")] == [1, 2]
+        np.testing.assert_allclose([v for _, v in read(f"loss/{k}")], want, rtol=1e-5, err_msg=k)
+    assert read("eval/AP")[0][0] == 1 and read("eval/AP")[0][1] == pytest.approx(metrics["AP"], abs=1e-7)
+    assert read("eval/AP50")[0][1] == pytest.approx(metrics["AP50"], abs=1e-7)
 
 
 def test_eval_tool_classwise_writes_table_pr_curves_and_confusion(tmp_path):

@@ -46,8 +46,7 @@ def test_atomic_save_survives_a_kill_mid_write(tmp_path):
     atomic_save(good, path)
     # a child process starts writing a large checkpoint to the same path and is killed mid-write
     script = textwrap.dedent(f"""
-        import zlib, sys
-        sys.path.insert(0, {os.getcwd()!r})
+        import ppdet_lite  # the installed package (zlib before paddle)
         import paddle
         from ppdet_lite.engine.checkpoint import atomic_save
         big = {{f"w{{i}}": paddle.randn([512, 1024]) for i in range(150)}}

@@ -6,7 +6,6 @@ import sys
 
 import cv2
 import numpy as np
-import paddle
 import pytest
 
 import ppdet_lite

@@ -1,5 +1,5 @@
-"""Distillation: DistillYOLOv3Loss against PaddleDetection's, the teacher-frozen DistillModel, its
-Trainer hook, and how Distill slim configs split teacher and student."""
+"""Distillation: DistillYOLOv3Loss against PaddleDetection's, the teacher-frozen DistillModel, the
+Trainer's train_wrapper, and how Distill slim configs split teacher and student."""
 import zlib  # noqa: F401  (before paddle)
 import os
 
@@ -10,7 +10,7 @@ import pytest
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
 from ppdet_lite.slim import DistillModel, DistillYOLOv3Loss, distill_trainer, load_slim_config
-from ppdet_lite.slim.distill import head_pairs
+from ppdet_lite.slim.distill import distill_wrapper, head_pairs
 
 from .helpers import ROOT, fixed_batch, overrides, tiny_cfg
 
@@ -113,17 +113,31 @@ def test_a_teacher_with_other_anchors_is_rejected(setup):
         DistillModel(student, teacher, DistillYOLOv3Loss())
 
 
-def test_trainer_hook_trains_and_checkpoints_the_student_only(setup, tmp_path):
+def test_trainer_wrapper_trains_and_checkpoints_the_student_only(setup, tmp_path):
     from ppdet_lite.engine.trainer import Trainer
 
     cfg, _, _ = setup
     teacher = ppdet_lite.build_model(cfg)
-    trainer = Trainer(cfg.__class__({**cfg, "save_dir": str(tmp_path)}), "train", seed=0)
-    wrapper = distill_trainer(trainer, teacher, DistillYOLOv3Loss())
-    assert trainer.train_model is wrapper and wrapper.student_model is trainer.model
+    before = {k: v.numpy().copy() for k, v in teacher.state_dict().items()}
+    trainer = Trainer(cfg.__class__({**cfg, "save_dir": str(tmp_path)}), "train", seed=0,
+                      train_wrapper=distill_wrapper(teacher, DistillYOLOv3Loss()))
+    wrapper = trainer.train_model
+    assert isinstance(wrapper, DistillModel) and wrapper.student_model is trainer.model
     trainer.train(validate=False)
+    assert "distill_loss" in trainer.losses and float(trainer.losses["distill_loss"]) > 0
     saved = paddle.load(os.path.join(str(tmp_path), cfg["filename"], "model_final.pdparams"))
     assert set(saved) == set(trainer.model.state_dict())
+    for k, v in teacher.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+
+
+def test_deprecated_distill_trainer_sets_the_same_wrapper(setup, tmp_path):
+    from ppdet_lite.engine.trainer import Trainer
+
+    cfg, _, _ = setup
+    trainer = Trainer(cfg.__class__({**cfg, "save_dir": str(tmp_path)}), "train", seed=0)
+    wrapper = distill_trainer(trainer, ppdet_lite.build_model(cfg), DistillYOLOv3Loss())
+    assert trainer.train_model is wrapper and wrapper.student_model is trainer.model
 
 
 def test_distill_slim_config_splits_teacher_and_student(tmp_path):
