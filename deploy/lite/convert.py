@@ -1,7 +1,8 @@
-"""Convert an exported model dir to a Paddle Lite ``.nb``: ``python deploy/lite/convert.py --help``.
+"""Convert an exported model dir to a Paddle Lite ``.nb`` (``ppdet_lite.export.lite``; ``--help``):
 
-The converter is ``ppdet_lite.export.lite``."""
-from ppdet_lite.export.lite import LiteUnavailable, convert, find_python310, lite_venv, main  # noqa: F401
+    python deploy/lite/convert.py --model_dir output_inference/ppyolo_tiny --valid_targets arm
+"""
+from ppdet_lite.export.lite import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,98 +1,40 @@
 """Convert an exported model dir to a Paddle Lite ``.nb`` (arm for phones, x86 to check on a PC).
 
-    python deploy/lite/convert.py --model_dir output_inference/ppyolo_tiny_650e_coco \
-        --valid_targets arm [--output_dir DIR] [--enable_fp16]
+    convert("output_inference/ppyolo_tiny_650e_coco", "arm")   # or: python deploy/lite/convert.py
+        --model_dir output_inference/ppyolo_tiny_650e_coco --valid_targets arm [--output_dir DIR]
 
 Writes ``DIR/model.nb``, ``DIR/infer_cfg.json`` (infer_cfg.yml as JSON: preprocess, labels) and
 ``DIR/det_runtime_config.json`` (PaddleDetection's Lite demo keys); DIR defaults to
-``<model_dir>/lite_<target>``. ``opt`` reads a prepared copy of the program (same outputs): conv
-bias reshapes folded, short variable names, no debug attributes (a smaller ``.nb``;
-``--no_compact`` skips it), and for an int8 model on x86 the workarounds of ``x86_int8.py``
-(``--no_x86_int8_fixes`` converts it as is: wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes
-from PATH, else from a Python 3.10 venv (paddlelite wheels stop at CPython 3.10) kept at
-``~/.cache/ppdet_lite/lite-venv``, created on first use from pyenv's 3.10.13 or any ``python3.10``
-with ``pip install paddlelite==2.13rc0 ...``.
+``<model_dir>/lite_<target>``. Graphs the Lite runtime cannot run are refused first, naming the op.
+``opt`` reads a prepared copy of the program (same outputs): conv bias reshapes folded, short
+variable names, no debug attributes (a smaller ``.nb``; ``compact=False`` skips it), relu6 given
+its threshold, and for an int8 model on x86 the workarounds of ``lite_x86_int8.py``
+(``x86_int8_fixes=False`` converts it as is: wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes
+from ``lite_opt.py`` (PATH, else the Python 3.10 Lite venv).
 """
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import yaml
 
-LITE_VENV = os.path.join(os.path.expanduser("~"), ".cache", "ppdet_lite", "lite-venv")
-LITE_PACKAGES = ["paddlelite==2.13rc0", "numpy==1.26.4", "opencv-python-headless==4.6.0.66"]
+from ..core.errors import ConfigError
+from .lite_opt import LITE_VENV, LiteUnavailable, find_opt, find_python310, lite_venv  # noqa: F401
+from .lite_x86_int8 import apply_x86_int8_workarounds, is_quantized
+from .program_edit import (SavedProgram, compact_names, fold_bias_reshapes, program_op_descs,
+                           program_ops, read_program_desc, write_program_desc)
+
+__all__ = ["LITE_BLOCKERS", "LiteUnavailable", "find_python310", "lite_venv", "convert", "prepare_program", "zero_d_reductions", "zero_d_constants",
+           "relu6_thresholds", "runtime_config", "main", "cli"]
+
 # ops the Lite runtime has no kernel for on that target (measured; PPYOLO_REFERENCE §3, §6)
 LITE_BLOCKERS = {"x86": {"flatten_contiguous_range": "segfaults in the x86 runtime; use reshape",
                          "flatten2": "segfaults in the x86 runtime; use reshape"},
                  "arm": {}}
-
-
-class LiteUnavailable(RuntimeError):
-    """No paddle_lite_opt and no way to make the Python 3.10 venv that provides it."""
-
-
-def find_python310() -> Optional[str]:
-    """pyenv's 3.10.13 interpreter (the pyenv shim fails on this image), else PATH's python3.10."""
-    candidates = []
-    try:
-        prefix = subprocess.run(["pyenv", "prefix", "3.10.13"], capture_output=True, text=True,
-                                timeout=30).stdout.strip()
-        if prefix:
-            candidates.append(os.path.join(prefix, "bin", "python3.10"))
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    if shutil.which("python3.10"):
-        candidates.append(shutil.which("python3.10"))
-    for exe in candidates:
-        try:
-            ok = subprocess.run([exe, "-c", "import sys; assert sys.version_info[:2] == (3, 10)"],
-                                capture_output=True, timeout=30).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            return exe
-    return None
-
-
-def lite_venv(venv: str = LITE_VENV) -> str:
-    """Path of a venv with paddlelite (+ numpy, cv2) installed; created once, then reused."""
-    python = os.path.join(venv, "bin", "python")
-    probe = "import paddlelite.lite, numpy, cv2"
-    if os.path.isfile(python) and subprocess.run([python, "-c", probe],
-                                                 capture_output=True).returncode == 0:
-        return venv
-    py310 = find_python310()
-    if py310 is None:
-        raise LiteUnavailable(
-            "Paddle Lite needs Python 3.10 (paddlelite wheels exist only up to cp310) and none was "
-            "found: `pyenv prefix 3.10.13` failed and no working python3.10 is on PATH. Install "
-            "one (e.g. `pyenv install 3.10.13`), or put a paddle_lite_opt from "
-            f"`pip install {LITE_PACKAGES[0]}` (in a 3.10 env) on PATH.")
-    print(f"creating the Paddle Lite venv {venv} with {py310} ...", flush=True)
-    subprocess.run([py310, "-m", "venv", "--clear", venv], check=True)
-    pip = subprocess.run([python, "-m", "pip", "install", "-q", *LITE_PACKAGES],
-                         capture_output=True, text=True)
-    if pip.returncode != 0:
-        raise LiteUnavailable(f"`pip install {' '.join(LITE_PACKAGES)}` failed in {venv}:\n"
-                              f"{pip.stderr[-2000:]}\nCheck the network/PyPI access and retry.")
-    return venv
-
-
-def find_opt(venv: str = LITE_VENV) -> List[str]:
-    """Command for ``paddle_lite_opt``: PATH first, else the cached/created 3.10 venv."""
-    if shutil.which("paddle_lite_opt"):
-        return [shutil.which("paddle_lite_opt")]
-    return [os.path.join(lite_venv(venv), "bin", "paddle_lite_opt")]
-
-
-from .lite_x86_int8 import apply_x86_int8_workarounds, is_quantized
-from .program_edit import (SavedProgram, compact_names, fold_bias_reshapes, program_op_descs,
-                           program_ops, read_program_desc, write_program_desc)
 
 
 def zero_d_reductions(pdmodel: str) -> list:
@@ -177,14 +119,14 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
     """Run ``paddle_lite_opt`` on (a prepared copy of) ``model_dir``; returns the output dir
     holding ``model.nb``."""
     if valid_targets not in LITE_BLOCKERS:
-        raise ValueError(f"--valid_targets {valid_targets!r}: expected one of "
+        raise ConfigError(f"--valid_targets {valid_targets!r}: expected one of "
                          f"{sorted(LITE_BLOCKERS)}")
     pdmodel, params = (os.path.join(model_dir, f"model.{ext}") for ext in ("pdmodel", "pdiparams"))
     cfg_path = os.path.join(model_dir, "infer_cfg.yml")
     for path in (pdmodel, params, cfg_path):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found: --model_dir must be a dir written by "
-                                    "tools/export_model.py")
+            raise ConfigError(f"{path} not found: --model_dir must be a dir written by "
+                              "tools/export_model.py")
     ops = program_ops(pdmodel)
     blockers = {op: why for op, why in LITE_BLOCKERS[valid_targets].items() if op in ops}
     zero_d = zero_d_reductions(pdmodel)
@@ -200,7 +142,7 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
                                      "paddle.pow(x, 0.5) for x ** 0.5, or build the constant "
                                      "with shape [1]")
     if blockers:
-        raise ValueError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
+        raise ConfigError(f"{pdmodel} has ops the {valid_targets} Lite runtime cannot run: "
                          f"{blockers}. Re-export with a model that avoids them.")
     if valid_targets == "x86" and ("fake_dequantize_max_abs" in ops
                                    or "fake_channel_wise_dequantize_max_abs" in ops):
@@ -251,15 +193,20 @@ def main(argv=None) -> None:
     ap.add_argument("--no_compact", action="store_true",
                     help="convert the program as exported (long names, debug attributes)")
     ap.add_argument("--no_x86_int8_fixes", action="store_true",
-                    help="int8 model on x86: skip the kernel-bug workarounds (x86_int8.py)")
+                    help="int8 model on x86: skip the kernel-bug workarounds (lite_x86_int8.py)")
     args = ap.parse_args(argv)
+    convert(args.model_dir, args.valid_targets, args.output_dir, args.enable_fp16,
+            args.threshold, args.cpu_threads, args.lite_venv, not args.no_compact,
+            not args.no_x86_int8_fixes)
+
+
+def cli() -> None:
+    """``main`` for a command line: a bad model dir or graph prints one line and exits 2, a
+    missing Lite toolchain one line and exits 1."""
+    from ..utils.cli import run
+
     try:
-        convert(args.model_dir, args.valid_targets, args.output_dir, args.enable_fp16,
-                args.threshold, args.cpu_threads, args.lite_venv, not args.no_compact,
-                not args.no_x86_int8_fixes)
+        run(main)
     except LiteUnavailable as e:
-        sys.exit(f"error: {e}")
-
-
-if __name__ == "__main__":
-    main()
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

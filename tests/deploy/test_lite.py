@@ -3,13 +3,14 @@ Python 3.10 venv, a subprocess) and compare with Paddle Inference; int8 models: 
 bugs and their workarounds, boxes against FP32, the size of the 80-class PP-YOLO Tiny arm .nb."""
 import zlib  # noqa: F401  (before paddle)
 import os
+import subprocess
 
 import pytest
 
 from ppdet_lite.export import lite
 from ppdet_lite.export import lite_x86_int8 as x86_int8
 
-from .helpers import check_lite_x86, run
+from .helpers import PYTHON, REPO, check_lite_x86, run
 
 
 def test_x86_nb_of_paddledetection_tiny_matches(ppdet_tiny, image_files, lite_python, run_boxes,
@@ -62,6 +63,16 @@ def test_zero_d_reduction_constant_and_flatten_are_refused_for_x86(tmp_path):
     # post-process does this): the runtime aborts on it, so it is refused on every target
     with pytest.raises(ValueError, match=r"0-D constants.*elementwise_pow\.Y.*paddle\.pow"):
         lite.convert(Scaled.save(tmp_path / "pow", lambda x: x ** 0.5, [2, 3]), "arm")
+
+
+def test_convert_cli_refuses_a_bad_model_dir_in_one_line(tmp_path):
+    """deploy/lite/convert.py on a dir with no exported model: exit 2, one line naming the file."""
+    proc = subprocess.run([PYTHON, "deploy/lite/convert.py", "--model_dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"error: {tmp_path / 'model.pdmodel'} not found: "
+                                        "--model_dir must be a dir written by "
+                                        "tools/export_model.py"], proc.stderr
 
 
 def test_relu6_converts_and_matches(tmp_path, lite_python):
