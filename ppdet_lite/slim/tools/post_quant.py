@@ -9,15 +9,12 @@ preprocessing), writes <output_dir>/<slim config name>/ with int8 weights, evalu
 Inference and prints mAP and sizes. --lite also writes Paddle Lite .nb files. --untrained skips the
 weights (size and speed measurements only). Run it from the repository root.
 """
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
 import argparse
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import ppdet_lite  # noqa: E402
-from ppdet_lite.utils.cli import ArgsParser  # noqa: E402
+from ...core.config import Config
+from ...core.errors import ConfigError
+from ...utils.cli import ArgsParser, run
 
 
 def parse_args(argv=None):
@@ -37,28 +34,28 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import paddle
 
-    from ppdet_lite.core.registry import create
-    from ppdet_lite.export.jit import export_model
-    from ppdet_lite.slim import evaluate_inference_model, load_slim_config
-    from ppdet_lite.slim.quant import calibration_batches, model_size
-
-    sys.path.insert(0, os.path.join(ROOT, "slim"))
-    from quant import lite_convert  # slim/quant.py
+    from ...core.registry import create
+    from ...engine.checkpoint import load_weights
+    from ...export.jit import export_model
+    from ...modeling import build_model
+    from .. import load_slim_config
+    from ..quant import calibration_batches, evaluate_inference_model, model_size
+    from .quant import lite_nb
 
     paddle.set_device("cpu")
     cfg, _ = load_slim_config(args.config, args.slim_config, args.opt)
     if cfg["slim"] != "PTQ":
-        raise ppdet_lite.ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs PTQ")
+        raise ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs PTQ")
     ptq = create("PTQ", cfg.get("PTQ") or {}, where=f"{args.slim_config}: PTQ")
-    model = ppdet_lite.build_model(cfg)
+    model = build_model(cfg)
     if args.untrained:
         args.no_eval = True
     else:
         if not cfg.get("weights"):
-            raise ppdet_lite.ConfigError(f"{args.slim_config}: set weights (the trained FP32 model)")
-        ppdet_lite.load_weights(model, cfg["weights"])
+            raise ConfigError(f"{args.slim_config}: set weights (the trained FP32 model)")
+        load_weights(model, cfg["weights"])
     name = cfg["filename"]
-    fp32_dir = export_model(ppdet_lite.core.Config({**cfg, "filename": name + "_fp32"}), args.output_dir,
+    fp32_dir = export_model(Config({**cfg, "filename": name + "_fp32"}), args.output_dir,
                             model=model)
     batches = calibration_batches(cfg, ptq.quant_batch_num, args.calib)
     int8_dir = ptq.quantize(fp32_dir, os.path.join(args.output_dir, name), batches)
@@ -66,7 +63,7 @@ def main(argv=None) -> None:
     rows = []
     for label, d in (("FP32", fp32_dir), ("PTQ INT8", int8_dir)):
         metrics = {} if args.no_eval else evaluate_inference_model(d, cfg)
-        nb = lite_convert(d, args.lite) if args.lite else None
+        nb = lite_nb(d, args.lite) if args.lite else None
         rows.append((label, metrics, model_size(d), os.path.getsize(nb) if nb else None))
     print(f"\n{'model':<10} {'mAP':>6} {'AP50':>6} {'size(MiB)':>9} {'Lite .nb (MiB)':>14}")
     for label, m, size, nb in rows:
@@ -75,8 +72,5 @@ def main(argv=None) -> None:
     print(f"mAP through Paddle Inference on EvalDataset; int8 model: {int8_dir}")
 
 
-if __name__ == "__main__":
-    try:
-        main()
-    except ppdet_lite.ConfigError as e:
-        raise SystemExit(f"error: {e}")
+def cli() -> None:
+    run(main)

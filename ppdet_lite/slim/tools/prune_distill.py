@@ -18,16 +18,17 @@ one table: mAP, FLOPs, parameters, file size and CPU latency for the baseline, t
 before fine-tuning and both fine-tunes, then how much of the mAP pruning cost each fine-tune won
 back. A ``slim: Pruner`` config skips the distilled run; ``slim: Distill`` skips pruning.
 """
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
 import argparse
 import copy
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import ppdet_lite  # noqa: E402
+from ...core.config import Config, load_config
+from ...core.errors import ConfigError
+from ...modeling import build_model
+from ...utils.cli import run
 
+# the demo configs of the source checkout holding this package
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 DEMO_CONFIG = os.path.relpath(os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml"))
 DEMO_SLIM = os.path.relpath(os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill_prune.yml"))
 
@@ -56,22 +57,22 @@ def parse_args(argv=None):
 
 def baseline_weights(args, cfg, slim_cfg) -> str:
     """The teacher's weights; trains them with -c when they are -c's own missing best_model."""
-    from ppdet_lite.engine.checkpoint import strip_suffix
-    from ppdet_lite.engine.trainer import Trainer
-    from ppdet_lite.slim import teacher_weights
+    from ...engine.checkpoint import strip_suffix
+    from ...engine.trainer import Trainer
+    from .. import teacher_weights
 
     mode = cfg["slim"]
     weights = args.teacher_weights or (teacher_weights(slim_cfg) if mode != "Pruner"
                                        else cfg.get("pretrain_weights") or cfg.get("weights"))
     if not weights:
-        raise ppdet_lite.ConfigError(f"{args.slim_config}: set pretrain_weights (the trained model)")
+        raise ConfigError(f"{args.slim_config}: set pretrain_weights (the trained model)")
     if "://" in weights or os.path.isfile(strip_suffix(weights) + ".pdparams"):
         return weights
-    base = ppdet_lite.load_config(args.config)
+    base = load_config(args.config)
     own = os.path.join(base.get("save_dir", "output"), base["filename"], "best_model")
     if os.path.abspath(strip_suffix(weights)) != os.path.abspath(own):
-        raise ppdet_lite.ConfigError(f"baseline weights {weights} not found; train them first "
-                                     f"(python tools/train.py -c {args.config} --eval)")
+        raise ConfigError(f"baseline weights {weights} not found; train them first "
+                          f"(python tools/train.py -c {args.config} --eval)")
     print(f"== no {own}.pdparams yet: training the baseline (tools/train.py -c {args.config} --eval)")
     trainer = Trainer(base, mode="train", seed=base.get("seed", 0))
     trainer.train(validate=True)
@@ -80,7 +81,7 @@ def baseline_weights(args, cfg, slim_cfg) -> str:
 
 def _with(cfg, **changes):
     """A copy of ``cfg`` (a Config) with top-level keys changed."""
-    out = ppdet_lite.core.Config(copy.deepcopy(dict(cfg)))
+    out = Config(copy.deepcopy(dict(cfg)))
     out.update(changes)
     return out
 
@@ -89,7 +90,7 @@ def evaluator(cfg):
     """``evaluate(model, quiet=False) -> metrics`` on cfg's EvalDataset."""
     import logging
 
-    from ppdet_lite.engine.trainer import Trainer
+    from ...engine.trainer import Trainer
 
     ev = Trainer(_with(cfg, filename=cfg["filename"] + "_eval"), mode="eval")
     log = logging.getLogger("ppdet_lite")
@@ -107,12 +108,12 @@ def evaluator(cfg):
 
 def prune_student(args, cfg, slim_cfg, model, evaluate, shape):
     """Prune ``model`` in place (ratios from a sensitivity scan with --target); returns the ratios."""
-    from ppdet_lite.core.registry import create
-    from ppdet_lite.slim import prune as P
+    from ...core.registry import create
+    from .. import prune as P
 
     section = (cfg if cfg["slim"] == "Pruner" else slim_cfg).get("Pruner")
     if not section:
-        raise ppdet_lite.ConfigError(f"{args.slim_config}: needs a Pruner section")
+        raise ConfigError(f"{args.slim_config}: needs a Pruner section")
     pruner_cfg = create("Pruner", section, where=f"{args.slim_config}: Pruner")
     names = [P.resolve_layer(model, n) for n in pruner_cfg.pruned_params]
     flops0, params0 = P.count_flops(model, shape), P.count_params(model)
@@ -149,12 +150,12 @@ def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
     import paddle
     import yaml
 
-    from ppdet_lite.engine.trainer import Trainer
-    from ppdet_lite.slim import build_distill_loss, distill_trainer, load_pruned_weights
+    from ...engine.trainer import Trainer
+    from .. import build_distill_loss, distill_trainer, load_pruned_weights
 
-    run = _with(cfg, filename=name, **({"epoch": epochs} if epochs else {}))
-    model = load_pruned_weights(ppdet_lite.build_model(cfg), state)
-    trainer = Trainer(run, mode="train", seed=run.get("seed", 0), model=model)
+    run_cfg = _with(cfg, filename=name, **({"epoch": epochs} if epochs else {}))
+    model = load_pruned_weights(build_model(cfg), state)
+    trainer = Trainer(run_cfg, mode="train", seed=run_cfg.get("seed", 0), model=model)
     if teacher is not None:
         distill_trainer(trainer, teacher, build_distill_loss(slim_cfg))
     trainer.train(validate=True)
@@ -169,9 +170,9 @@ def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
 
 def measure(cfg, name, model, shape, args):
     """Export ``model`` (deployable, and without post-processing for timing); FLOPs, params, size."""
-    from ppdet_lite.export.jit import export_model
-    from ppdet_lite.slim import count_flops, count_params
-    from ppdet_lite.slim.quant import model_size
+    from ...export.jit import export_model
+    from .. import count_flops, count_params
+    from ..quant import model_size
 
     full = export_model(_with(cfg, filename=name), args.output_dir, model=copy.deepcopy(model))
     net = export_model(_with(cfg, filename=name + "_benchmark", export=dict(cfg.get("export") or {},
@@ -183,7 +184,7 @@ def measure(cfg, name, model, shape, args):
 
 def time_models(rows, sample, args) -> None:
     """Fill ``net_ms`` / ``e2e_ms`` of every row, all models timed in turns."""
-    from ppdet_lite.slim import inference_latency
+    from ..quant import inference_latency
 
     dirs = [d for _, _, m in rows for d in m["dirs"]]
     ms = inference_latency(dirs, sample, args.cpu_threads, args.enable_mkldnn)
@@ -215,19 +216,19 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import paddle
 
-    from ppdet_lite.engine.checkpoint import load_weights
-    from ppdet_lite.slim import (fixed_input_shape, load_slim_config, make_pruner, prunable_layers,
-                                 same_shapes, teacher_from)
-    from ppdet_lite.slim.quant import calibration_batches
+    from ...engine.checkpoint import load_weights
+    from .. import (fixed_input_shape, load_slim_config, make_pruner, prunable_layers, same_shapes,
+                    teacher_from)
+    from ..quant import calibration_batches
 
     paddle.set_device("cpu")
     cfg, slim_cfg = load_slim_config(args.config, args.slim_config, args.opt)
     mode = cfg["slim"]
     if mode not in ("Pruner", "Distill", "DistillPrune"):
-        raise ppdet_lite.ConfigError(f"{args.slim_config}: slim: {mode} belongs to "
-                                     f"{'slim/quant.py' if mode == 'QAT' else 'slim/post_quant.py'}")
+        raise ConfigError(f"{args.slim_config}: slim: {mode} belongs to "
+                          f"{'slim/quant.py' if mode == 'QAT' else 'slim/post_quant.py'}")
     shape = fixed_input_shape(cfg)
-    student = ppdet_lite.build_model(cfg)
+    student = build_model(cfg)
     if args.list_layers:
         print("\n".join(prunable_layers(student, make_pruner(student, "l1_norm", shape))))
         return
@@ -287,8 +288,6 @@ def print_recovery(ap: dict) -> None:
         share = f", {gain / gap:.0%} of the {gap:.3f} the plain fine-tune left" if gap > 0 else ""
         print(f"distillation over the plain fine-tune: {gain:+.3f} mAP{share}")
 
-if __name__ == "__main__":
-    try:
-        main()
-    except ppdet_lite.ConfigError as e:
-        raise SystemExit(f"error: {e}")
+
+def cli() -> None:
+    run(main)

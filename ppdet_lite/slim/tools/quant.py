@@ -7,17 +7,13 @@ Loads the slim config's pretrain_weights (the trained FP32 model), evaluates it,
 model (head output convs stay float), fine-tunes for the slim config's epochs, writes
 <output_dir>/<slim config name>/ (model.pdmodel, model.pdiparams, infer_cfg.yml), evaluates that
 model in Paddle Inference and prints FP32 vs INT8 mAP and sizes. --lite also writes a Paddle Lite
-.nb (deploy/lite/convert.py). Run it from the repository root.
+.nb (ppdet_lite.export.lite). Run it from the repository root.
 """
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 breaks zlib otherwise)
 import argparse
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import ppdet_lite  # noqa: E402
-from ppdet_lite.utils.cli import ArgsParser  # noqa: E402
+from ...core.errors import ConfigError
+from ...utils.cli import ArgsParser, run
 
 
 def parse_args(argv=None):
@@ -29,9 +25,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def lite_convert(model_dir: str, target: str) -> str:
-    """``deploy/lite/convert.py``'s ``convert``; returns the .nb path."""
-    from ppdet_lite.export.lite import convert
+def lite_nb(model_dir: str, target: str) -> str:
+    """Convert ``model_dir`` to a Paddle Lite ``.nb`` for ``target``; returns the .nb path."""
+    from ...export.lite import convert
 
     return os.path.join(convert(model_dir, target), "model.nb")
 
@@ -40,18 +36,20 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import paddle
 
-    from ppdet_lite.engine.trainer import Trainer
-    from ppdet_lite.slim import build_slim_model, evaluate_inference_model, export_quantized, load_slim_config
-    from ppdet_lite.slim.quant import model_size
+    from ...engine.checkpoint import load_weights
+    from ...engine.trainer import Trainer
+    from ...modeling import build_model
+    from .. import build_slim_model, load_slim_config
+    from ..quant import evaluate_inference_model, export_quantized, model_size
 
     paddle.set_device("cpu")
     cfg, slim_cfg = load_slim_config(args.config, args.slim_config, args.opt)
     if cfg["slim"] != "QAT":
-        raise ppdet_lite.ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs QAT")
+        raise ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs QAT")
     fp32 = {}
     if not args.no_eval and cfg.get("pretrain_weights"):
-        fp32_model = ppdet_lite.build_model(cfg)
-        ppdet_lite.load_weights(fp32_model, cfg["pretrain_weights"])
+        fp32_model = build_model(cfg)
+        load_weights(fp32_model, cfg["pretrain_weights"])
         fp32 = Trainer(cfg, mode="eval", model=fp32_model).evaluate()
     model, _, qat = build_slim_model(cfg, slim_cfg, "train")
     trainer = Trainer(cfg, mode="train", seed=cfg.get("seed", 0), model=model)
@@ -59,7 +57,7 @@ def main(argv=None) -> None:
     trainer.train(validate=not args.no_eval)
     save_dir = export_quantized(cfg, trainer.model, qat, os.path.join(args.output_dir, cfg["filename"]))
     int8 = evaluate_inference_model(save_dir, cfg) if not args.no_eval else {}
-    nb = lite_convert(save_dir, args.lite) if args.lite else None
+    nb = lite_nb(save_dir, args.lite) if args.lite else None
 
     print(f"\n{'model':<24} {'mAP':>6} {'AP50':>6} {'size(MiB)':>9}")
     print(f"{'FP32 (dygraph)':<24} {fp32.get('AP', float('nan')):6.3f} {fp32.get('AP50', float('nan')):6.3f}")
@@ -70,8 +68,5 @@ def main(argv=None) -> None:
     print(f"int8 model: {save_dir}")
 
 
-if __name__ == "__main__":
-    try:
-        main()
-    except ppdet_lite.ConfigError as e:
-        raise SystemExit(f"error: {e}")
+def cli() -> None:
+    run(main)
