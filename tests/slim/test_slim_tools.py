@@ -137,3 +137,18 @@ def test_prune_distill_story_end_to_end(work):
     assert len(cuts) == 3 and min(cuts) >= 40, table
     assert "pruning cost" in out and "distillation over the plain fine-tune" in out
     assert (work / "story" / "ppyolo_tiny_shapes_distill_prune" / "model.pdmodel").is_file()
+
+
+@pytest.mark.parametrize("script, slim_config, message", [
+    ("quant", "post_quant/ppyolo_tiny_shapes_ptq.yml", "slim: PTQ; this tool runs QAT"),
+    ("post_quant", "quant/ppyolo_tiny_shapes_qat.yml", "slim: QAT; this tool runs PTQ"),
+    ("prune_distill", "quant/ppyolo_tiny_shapes_qat.yml", "slim: QAT belongs to slim/quant.py"),
+])
+def test_slim_scripts_refuse_the_wrong_slim_config_in_one_line(tmp_path, script, slim_config, message):
+    """slim/*.py given another tool's slim config: exit 2 and one line naming the file and the tool."""
+    slim = os.path.join(ROOT, "configs", "slim", slim_config)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "slim", f"{script}.py"), "-c", DEMO,
+                           "--slim_config", slim], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.splitlines() == [f"error: {slim}: {message}"], proc.stderr[-2000:]
