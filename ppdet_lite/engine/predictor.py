@@ -1,35 +1,26 @@
 """``Detector``: a dygraph model plus its TestReader preprocessing, for scripts and notebooks.
 
     det = Detector("configs/ppyolo_tiny_shapes.yml", weights="output/ppyolo_tiny_shapes/best_model")
-    res = det.predict("image.jpg")            # or an HWC uint8 RGB array
-    res["boxes"], res["class_ids"], res["class_names"], res["scores"]
+    res = det.predict("image.jpg")            # or encoded bytes, or an HWC uint8 RGB array
+    res.boxes, res.scores, res.class_ids, res.class_names   # a ppdet_lite.runtime.result.Detections
+
+The same record, threshold rule and preprocessing as the deploy runtimes (``ppdet_lite.runtime``).
 """
 from typing import Any, Dict, Optional, Union
 
-import cv2
 import numpy as np
 import paddle
 
 from ..core.config import load_config
 from ..core.device import set_device
-from ..core.errors import DatasetError
 from ..data.builder import label_list
 from ..data.loader import Compose, build_ops
+from ..runtime.images import ImageLike, read_image
+from ..runtime.result import Detections, split_detections
 from ..utils.logger import get_logger
 from .checkpoint import load_weights
 
 logger = get_logger(__name__)
-
-
-def read_rgb(image: Union[str, np.ndarray]) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an HWC uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
-        return image
-    bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DatasetError(f"cannot read image {image}: missing, or not an image OpenCV can decode")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class Detector:
@@ -63,14 +54,10 @@ class Detector:
         return self.transform(sample)
 
     @paddle.no_grad()
-    def predict(self, image: Union[str, np.ndarray], threshold: Optional[float] = None) -> Dict[str, Any]:
-        """``boxes [K,4]`` x1,y1,x2,y2 pixels, ``class_ids [K]``, ``class_names``, ``scores [K]``."""
-        sample = self.preprocess(read_rgb(image))
+    def predict(self, image: ImageLike, threshold: Optional[float] = None) -> Detections:
+        """One image -> its ``Detections`` with ``score >= threshold`` (default: the constructor's)."""
+        sample = self.preprocess(read_image(image))
         inputs = {k: paddle.to_tensor(np.asarray(sample[k])[None]) for k in ("image", "im_shape", "scale_factor")}
         out = self.model(inputs)
-        rows = out["bbox"].numpy().reshape(-1, 6)[: int(out["bbox_num"].numpy()[0])]
-        keep = rows[:, 1] >= (self.threshold if threshold is None else threshold)
-        rows = rows[keep & (rows[:, 0] >= 0)]
-        ids = rows[:, 0].astype(int)
-        return {"boxes": rows[:, 2:6], "class_ids": ids, "scores": rows[:, 1],
-                "class_names": [self.names[i] if i < len(self.names) else str(i) for i in ids]}
+        threshold = self.threshold if threshold is None else threshold
+        return split_detections(out["bbox"].numpy(), out["bbox_num"].numpy(), threshold, self.names)[0]

@@ -1,18 +1,17 @@
 """Session fixtures for the deploy tests: test images, PaddleDetection's own Tiny exported by
 PaddleDetection's classes (in a subprocess: ppdet keeps global state), ours exported by
-``ppdet_lite.engine.export`` together with its dygraph outputs, and the Lite venv's Python."""
+``ppdet_lite.export`` together with its dygraph outputs, and the Lite venv's Python."""
 import zlib  # noqa: F401  (before paddle)
 import importlib.util
 import os
 import shutil
-import sys
+import subprocess
 from types import SimpleNamespace
 
 import cv2
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from helpers import PYTHON, REPO, calibration_image, run, spread_scores  # noqa: E402
+from .helpers import PYTHON, REPO, calibration_image, run, spread_scores
 
 SIZE = 192  # network input of the test models (Tiny exports at 320; small keeps tests fast)
 LABELS = [f"class{i}" for i in range(80)]
@@ -40,7 +39,7 @@ def ppdet_tiny(work):
     if importlib.util.find_spec("ppdet") is None:
         pytest.skip("PaddleDetection (ppdet) is not installed: it is the reference exporter")
     out = str(work / "ppdet_tiny")
-    run([PYTHON, "tests/deploy/ppdet_tiny_export.py", out, "--size", str(SIZE)])
+    run([PYTHON, "-m", "tests.deploy.ppdet_tiny_export", out, "--size", str(SIZE)])
     return out
 
 
@@ -61,10 +60,8 @@ def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,),
     import paddle
 
     import ppdet_lite
-    from ppdet_lite.engine.export import (export_model, image_shape_of, preprocess_list,
-                                          set_export_mode)
-    sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
-    from preprocess import batch_inputs, build_ops, preprocess
+    from ppdet_lite.export.jit import export_model, image_shape_of, preprocess_list, set_export_mode
+    from ppdet_lite.runtime.preprocess import batch_inputs, build_ops, preprocess
 
     cfg = our_cfg(config, sizes[0], extra)
     cfg["filename"] = name
@@ -73,8 +70,9 @@ def export_ours(work, name: str, image_files, extra=(), sizes=(SIZE,),
     spread_scores(model, sizes[0])
     set_export_mode(model, cfg.get("export") or {})
     dygraph = {}
+    fixed = image_shape_of(cfg)  # a fixed [3, H, W] input (H != W too) is run as exported
     for size in sizes:
-        shape = [None, 3, size, size]
+        shape = fixed if size == sizes[0] and fixed[2] != -1 else [None, 3, size, size]
         ops = build_ops(preprocess_list(cfg, shape))
         for path in image_files:
             im, info = preprocess(path, ops)
@@ -99,26 +97,42 @@ def ours_tiny(work, image_files):
 
 @pytest.fixture(scope="session")
 def run_boxes():
-    """``run_boxes(model_dir, image, threshold)`` -> [K,6] from the deploy DetectorPredictor."""
-    sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
-    from detector import DetectorPredictor
+    """``run_boxes(model_dir, image, threshold)`` -> [K,6] rows (class, score, x1, y1, x2, y2)
+    from the deploy DetectorPredictor."""
+    from ppdet_lite.deploy.predictor import DetectorPredictor
     cache = {}
 
     def boxes(model_dir, image, threshold=0.0):
         if model_dir not in cache:
             cache[model_dir] = DetectorPredictor(model_dir)
-        return cache[model_dir].predict([image], threshold)[0]["boxes"]
+        return cache[model_dir].predict([image], threshold)[0].rows()
     return boxes
+
+
+def with_package(python: str) -> str:
+    """Make this repo's package importable by the Lite venv's ``python`` (it has no paddle): a
+    ``.pth`` naming the repo in its site-packages, and PyYAML (``ppdet_lite.core`` reads YAML)."""
+    probe = [python, "-c", "import yaml, ppdet_lite.runtime.lite"]
+    if subprocess.run(probe, capture_output=True, cwd="/").returncode == 0:
+        return python
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(site, "ppdet_lite_repo.pth"), "w") as f:
+        f.write(REPO + "\n")
+    if subprocess.run([python, "-c", "import yaml"], capture_output=True).returncode != 0:
+        run([python, "-m", "pip", "install", "-q", "PyYAML"])
+    proc = subprocess.run(probe, capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, f"ppdet_lite.runtime does not import in the Lite venv:\n{proc.stderr}"
+    return python
 
 
 @pytest.fixture(scope="session")
 def lite_python():
-    """The Lite venv's interpreter (created once per machine, then cached)."""
-    sys.path.insert(0, os.path.join(REPO, "deploy", "lite"))
-    import convert as lite
+    """The Lite venv's interpreter (created once per machine, then cached), with ppdet_lite."""
+    from ppdet_lite.export import lite
     if not shutil.which("paddle_lite_opt") and lite.find_python310() is None:
         pytest.skip("Python 3.10 is absent (paddlelite wheels stop at cp310): no Lite runtime")
     try:
-        return os.path.join(lite.lite_venv(), "bin", "python")
+        return with_package(os.path.join(lite.lite_venv(), "bin", "python"))
     except lite.LiteUnavailable as e:
         pytest.skip(f"Paddle Lite venv unavailable: {e}")

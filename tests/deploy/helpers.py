@@ -76,7 +76,7 @@ def same_boxes(a: np.ndarray, b: np.ndarray, score_tol: float = 1e-4, box_tol: f
     """Assert ``a``, ``b`` ([K,6]) hold the same boxes in any order. When ``a`` is cut at
     keep_top_k, rows tied within ``score_tol`` with the cut may be swapped out: those are not
     required to match. Returns (max score diff, max coord diff in pixels) over the matched rows."""
-    from ppdet_lite.engine.onnx_export import match_boxes
+    from ppdet_lite.export.onnx_export import match_boxes
     a, b = np.asarray(a).reshape(-1, 6), np.asarray(b).reshape(-1, 6)
     assert len(a) == len(b), f"{len(a)} vs {len(b)} boxes"
     cut = a[:, 1].min() + score_tol if len(a) >= keep_top_k else -1.0
@@ -97,8 +97,8 @@ def check_lite_x86(model_dir: str, image_files, lite_python: str, run_boxes, out
     """Convert ``model_dir`` to an x86 .nb, run it with deploy/lite/run_lite.py on every image and
     assert the boxes equal Paddle Inference's; -> (max score diff, max coord diff)."""
     import json
-    sys.path.insert(0, os.path.join(REPO, "deploy", "lite"))
-    import convert as lite
+
+    from ppdet_lite.export import lite
     out = lite.convert(model_dir, "x86", out_dir)
     assert {"model.nb", "infer_cfg.json", "det_runtime_config.json"} <= set(os.listdir(out))
     result = out_dir + ".json"
@@ -110,8 +110,16 @@ def check_lite_x86(model_dir: str, image_files, lite_python: str, run_boxes, out
     for item, path in zip(items, image_files):
         ref = run_boxes(model_dir, path)
         assert len(ref) > min_boxes
-        diffs.append(same_boxes(ref, np.array(item["boxes"]), score_tol=1e-4, box_tol=1e-2))
+        diffs.append(same_boxes(ref, json_rows(item), score_tol=1e-4, box_tol=1e-2))
     return tuple(np.max(diffs, 0))
+
+
+def json_rows(record: dict) -> np.ndarray:
+    """[K,6] rows (class, score, x1, y1, x2, y2) of a ``Detections.to_json()`` dict."""
+    from ppdet_lite.runtime.result import Detections
+    return Detections(np.array(record["boxes"], np.float32).reshape(-1, 4),
+                      np.array(record["scores"], np.float32), np.array(record["class_ids"]),
+                      record["class_names"]).rows()
 
 
 def dygraph_boxes(out: dict) -> np.ndarray:

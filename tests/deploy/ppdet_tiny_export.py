@@ -1,20 +1,17 @@
 """Export PaddleDetection 2.6.0's own PP-YOLO Tiny (random weights) as a deploy model dir.
 
-Run as a script in its own process (ppdet keeps global state):
-    python tests/deploy/ppdet_tiny_export.py OUT_DIR [--size 320] [--num_classes 80] [--seed 0]
+Run in its own process from the repo root (ppdet keeps global state):
+    python -m tests.deploy.ppdet_tiny_export OUT_DIR [--size 320] [--num_classes 80] [--seed 0]
 Writes OUT_DIR/model.pdmodel, model.pdiparams and infer_cfg.yml in PaddleDetection's deploy format.
 """
 import zlib  # noqa: F401  (must precede paddle, see PPYOLO_REFERENCE §6)
 import argparse
 import os
 
-import sys
-
 import paddle
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from helpers import IMAGENET_MEAN, IMAGENET_STD, spread_scores  # noqa: E402
+from .helpers import IMAGENET_MEAN, IMAGENET_STD, spread_scores
 
 TINY_ANCHORS = [[10, 15], [24, 36], [72, 42], [35, 87], [102, 96], [60, 170], [220, 125],
                 [128, 222], [264, 266]]

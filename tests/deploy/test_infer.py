@@ -1,19 +1,19 @@
-"""deploy/python: preprocessing, DetectorPredictor on PaddleDetection's export, CLI, video."""
+"""ppdet_lite.deploy (deploy/python): preprocessing, DetectorPredictor on PaddleDetection's export,
+predictor settings, the threshold rule, the CLI, video."""
 import zlib  # noqa: F401  (before paddle)
-import importlib.util
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from .helpers import REPO, calibration_image, same_boxes
+from ppdet_lite.deploy import infer
+from ppdet_lite.deploy.predictor import DeployConfig, DetectorPredictor
+from ppdet_lite.export.inference import load_predictor
+from ppdet_lite.runtime.preprocess import NormalizeImage, Resize, build_ops
 
-sys.path.insert(0, os.path.join(REPO, "deploy", "python"))
-from detector import DeployConfig, DetectorPredictor, load_predictor  # noqa: E402
-from preprocess import NormalizeImage, Resize, build_ops  # noqa: E402
+from .helpers import PYTHON, calibration_image, run, same_boxes
 
 
 def test_resize_and_normalize_match_paddledetection_formulas():
@@ -33,6 +33,17 @@ def test_resize_and_normalize_match_paddledetection_formulas():
         build_ops([{"type": "Mosaic"}])
 
 
+def test_keep_ratio_is_the_training_rule():
+    """Where PaddleDetection's deploy preprocess and its training Resize disagree (short side
+    first, rounded long side 160.5 -> 160 fits), ours takes the training rule everywhere: the
+    largest scale that fits both sides, im_shape unrounded."""
+    im = np.zeros((200, 321, 3), np.uint8)
+    out, info = Resize([100, 160], keep_ratio=True)(im, {})
+    np.testing.assert_allclose(info["scale_factor"], [160 / 321] * 2, rtol=1e-6)
+    np.testing.assert_allclose(info["im_shape"], [200 * 160 / 321, 160], rtol=1e-6)
+    assert out.shape[:2] == (100, 160) and out.dtype == np.float32
+
+
 def test_runs_paddledetection_export_and_batches(ppdet_tiny, image_files, run_boxes):
     det = DetectorPredictor(ppdet_tiny, batch_size=2, threshold=0.05)
     ims = [cv2.imread(p)[:, :, ::-1] for p in image_files]
@@ -41,16 +52,23 @@ def test_runs_paddledetection_export_and_batches(ppdet_tiny, image_files, run_bo
     for path, got in zip(image_files, batched):
         single = run_boxes(ppdet_tiny, path, 0.05)
         assert len(single) > 5
-        same_boxes(single, got["boxes"], score_tol=1e-5, box_tol=1e-3)
+        same_boxes(single, got.rows(), score_tol=1e-5, box_tol=1e-3)
     # a clone shares the weights and gives the same answer
-    same_boxes(det.clone().predict([ims[0]])[0]["boxes"], batched[0]["boxes"], 1e-6, 1e-4)
+    same_boxes(det.clone().predict([ims[0]])[0].rows(), batched[0].rows(), 1e-6, 1e-4)
+
+
+def summary(config) -> dict:
+    """Option -> value of ``Config.summary()`` (memory_optim has no getter of its own)."""
+    rows = [line.strip("|").split("|") for line in config.summary().splitlines() if "|" in line]
+    return {k.strip(): v.strip() for k, v in (r for r in rows if len(r) == 2)}
 
 
 def test_predictor_settings_follow_paddledetection(ppdet_tiny):
     _, config = load_predictor(ppdet_tiny, cpu_threads=2, enable_mkldnn=True)
     assert not config.use_gpu() and config.mkldnn_enabled()
     assert config.cpu_math_library_num_threads() == 2
-    assert config.enable_memory_optim and not config.use_feed_fetch_ops_enabled()
+    assert summary(config)["memory_optim"] == "true" and summary(config)["ir_optim"] == "true"
+    assert not config.use_feed_fetch_ops_enabled()
     with pytest.raises(ValueError, match="needs --device GPU"):
         load_predictor(ppdet_tiny, run_mode="trt_fp16")
 
@@ -63,17 +81,23 @@ def test_bad_model_dir_is_explained(tmp_path):
         DeployConfig.load(str(tmp_path))
 
 
-def load_infer_cli():
-    """deploy/python/infer.py as a module (it is a script, not a package member)."""
-    spec = importlib.util.spec_from_file_location(
-        "deploy_infer", os.path.join(REPO, "deploy", "python", "infer.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_one_threshold_rule_and_no_padding_rows(ours_tiny):
+    """``score >= threshold`` keeps a row at the threshold; the padding row an image without
+    detections gets ([0, 0, 0, 0, 1, 1], or PaddleDetection's class -1 row) never comes back,
+    not even at threshold 0."""
+    det = DetectorPredictor(ours_tiny.dir)
+    bbox = np.array([[3, 0.25, 1, 2, 30, 40], [5, 0.2499, 2, 2, 9, 9],    # image 0
+                     [0, 0.0, 0, 0, 1, 1],                                # image 1: padding
+                     [-1, 0.0, 0, 0, 0, 0]], np.float32)                  # image 2: padding
+    out = det.postprocess([bbox, np.array([2, 1, 1], np.int32)], threshold=0.25, num_images=3)
+    assert [len(r.scores) for r in out] == [1, 0, 0]
+    np.testing.assert_array_equal(out[0].rows(), bbox[:1])
+    assert out[0].class_names == ["class3"] and out[0].class_ids.tolist() == [3]
+    out = det.postprocess([bbox, np.array([2, 1, 1], np.int32)], threshold=0.0, num_images=3)
+    assert [len(r.scores) for r in out] == [2, 0, 0]
 
 
 def test_cli_images_json_and_benchmark(ours_tiny, image_files, run_boxes, tmp_path, capsys):
-    infer = load_infer_cli()
     out = tmp_path / "out"
     infer.main(["--model_dir", ours_tiny.dir, "--image_dir", os.path.dirname(image_files[0]),
                 "--threshold", "0.1", "--output_dir", str(out), "--save_results"])
@@ -109,8 +133,16 @@ def test_video_file(ours_tiny, tmp_path):
     for seed in range(3):
         writer.write(calibration_image(240, 320, seed)[:, :, ::-1].copy())
     writer.release()
-    load_infer_cli().main(["--model_dir", ours_tiny.dir, "--video_file", src, "--threshold",
-                           "0.1", "--output_dir", str(tmp_path / "vout")])
+    infer.main(["--model_dir", ours_tiny.dir, "--video_file", src, "--threshold", "0.1",
+                "--output_dir", str(tmp_path / "vout")])
     cap = cv2.VideoCapture(str(tmp_path / "vout" / "clip.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     cap.release()
+
+
+def test_script_is_a_thin_cli(ours_tiny, image_files, tmp_path):
+    """``python deploy/python/infer.py`` still runs (over ppdet_lite.deploy.infer)."""
+    out = tmp_path / "script"
+    proc = run([PYTHON, "deploy/python/infer.py", "--model_dir", ours_tiny.dir, "--image_file",
+                image_files[0], "--threshold", "0.1", "--output_dir", str(out)])
+    assert "boxes ->" in proc.stdout and (out / os.path.basename(image_files[0])).is_file()

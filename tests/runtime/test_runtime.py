@@ -16,7 +16,7 @@ from ppdet_lite.runtime.result import Detections, keep_rows, split_detections
 
 def test_runtime_imports_no_paddle():
     code = ("import sys\nimport ppdet_lite.runtime.preprocess, ppdet_lite.runtime.result, "
-            "ppdet_lite.runtime.boxes, ppdet_lite.runtime.images\n"
+            "ppdet_lite.runtime.boxes, ppdet_lite.runtime.images, ppdet_lite.runtime.lite\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'paddlelite'))\n"
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")

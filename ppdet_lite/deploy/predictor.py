@@ -7,22 +7,22 @@ PaddleDetection's exporter and ours write it. Inputs: ``image [N,3,H,W]``, ``im_
 image pixels) and ``bbox_num [N]``.
 
     det = DetectorPredictor("output_inference/ppyolo_tiny_650e_coco")
-    results = det.predict(["a.jpg", rgb_array])   # one dict per image, see ``split_results``
+    results = det.predict(["a.jpg", rgb_array])   # one ppdet_lite.runtime.result.Detections each
+
+Preprocessing, the threshold rule and the result record are ``ppdet_lite.runtime``'s (the same as
+``ppdet_lite.Detector`` and the Lite runner); the predictor is ``ppdet_lite.export.inference``'s.
 """
 import os
-import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postprocess import split_results  # noqa: E402
-from preprocess import ImageLike, batch_inputs, build_ops, preprocess  # noqa: E402
-
-RUN_MODES = ("paddle", "trt_fp32", "trt_fp16", "trt_int8")
-DEVICES = ("CPU", "GPU")
+from ..export.inference import load_predictor
+from ..runtime.images import ImageLike
+from ..runtime.preprocess import batch_inputs, build_ops, preprocess
+from ..runtime.result import Detections, split_detections
 
 
 @dataclass
@@ -66,67 +66,8 @@ class DeployConfig:
         return None
 
 
-def model_files(model_dir: str) -> Tuple[str, str]:
-    """(program file, params file) in ``model_dir``: ``model.*`` first, else ``inference.*``."""
-    for prefix in ("model", "inference"):
-        prog = os.path.join(model_dir, prefix + ".pdmodel")
-        if os.path.isfile(prog):
-            return prog, os.path.join(model_dir, prefix + ".pdiparams")
-    raise FileNotFoundError(f"no model.pdmodel or inference.pdmodel in {model_dir}: export the "
-                            "model first with tools/export_model.py")
-
-
-def load_predictor(model_dir: str, run_mode: str = "paddle", batch_size: int = 1,
-                   device: str = "CPU", min_subgraph_size: int = 3,
-                   use_dynamic_shape: bool = False, trt_min_shape: int = 1,
-                   trt_max_shape: int = 1280, trt_opt_shape: int = 640,
-                   trt_calib_mode: bool = False, cpu_threads: int = 1,
-                   enable_mkldnn: bool = False, enable_mkldnn_bfloat16: bool = False):
-    """A Paddle Inference predictor with PaddleDetection's ``load_predictor`` settings.
-
-    Returns (predictor, config).
-    """
-    from paddle.inference import Config, create_predictor
-
-    device = device.upper()
-    if device not in DEVICES:
-        raise ValueError(f"--device {device!r}: expected one of {DEVICES}")
-    if run_mode not in RUN_MODES:
-        raise ValueError(f"--run_mode {run_mode!r}: expected one of {RUN_MODES}")
-    if run_mode != "paddle" and device != "GPU":
-        raise ValueError(f"--run_mode {run_mode} uses TensorRT and needs --device GPU")
-    config = Config(*model_files(model_dir))
-    if device == "GPU":
-        config.enable_use_gpu(200, 0)  # initial pool MB, device id
-        config.switch_ir_optim(True)
-    else:
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(cpu_threads)
-        if enable_mkldnn:
-            config.set_mkldnn_cache_capacity(10)  # bounded shape cache: no leak on varying shapes
-            config.enable_mkldnn()
-            if enable_mkldnn_bfloat16:
-                config.enable_mkldnn_bfloat16()
-    if run_mode != "paddle":
-        precision = {"trt_fp32": Config.Precision.Float32, "trt_fp16": Config.Precision.Half,
-                     "trt_int8": Config.Precision.Int8}[run_mode]
-        config.enable_tensorrt_engine(workspace_size=(1 << 25) * batch_size,
-                                      max_batch_size=batch_size,
-                                      min_subgraph_size=min_subgraph_size,
-                                      precision_mode=precision, use_static=False,
-                                      use_calib_mode=trt_calib_mode)
-        if use_dynamic_shape:
-            shapes = [{"image": [batch_size, 3, s, s], "scale_factor": [batch_size, 2]}
-                      for s in (trt_min_shape, trt_max_shape, trt_opt_shape)]
-            config.set_trt_dynamic_shape_info(*shapes)
-    config.disable_glog_info()
-    config.enable_memory_optim()
-    config.switch_use_feed_fetch_ops(False)
-    return create_predictor(config), config
-
-
 class DetectorPredictor:
-    """Load an exported detector once; ``predict(images) -> [{"boxes": [K,6]}, ...]``.
+    """Load an exported detector once; ``predict(images) -> [Detections, ...]``.
 
     Not thread-safe (Paddle predictors are not): give each thread its own ``clone()``.
     """
@@ -139,7 +80,7 @@ class DetectorPredictor:
         self.cfg = DeployConfig.load(model_dir)
         self.threshold = threshold
         self.batch_size = batch_size
-        self.ops = build_ops(self.cfg.preprocess)
+        self.ops = build_ops(self.cfg.preprocess, os.path.join(model_dir, "infer_cfg.yml"))
         self.predictor, self.config = load_predictor(
             model_dir, run_mode=run_mode, batch_size=batch_size, device=device,
             min_subgraph_size=self.cfg.min_subgraph_size,
@@ -179,8 +120,8 @@ class DetectorPredictor:
         return outputs
 
     def postprocess(self, outputs: List[np.ndarray], threshold: Optional[float] = None,
-                    num_images: int = 1) -> List[dict]:
-        """``run()`` outputs -> one ``{"boxes": [K,6]}`` per image, rows above ``threshold``."""
+                    num_images: int = 1) -> List[Detections]:
+        """``run()`` outputs -> one ``Detections`` per image (``score >= threshold``)."""
         threshold = self.threshold if threshold is None else threshold
         bbox = outputs[0]
         if bbox.ndim != 2 or bbox.shape[-1] != 6:
@@ -188,10 +129,11 @@ class DetectorPredictor:
                              "[M,6]; was it exported with export.benchmark/post_process off? Such "
                              "models only support --run_benchmark")
         bbox_num = outputs[1] if len(outputs) > 1 else np.array([len(bbox)] * num_images)
-        return split_results(bbox, bbox_num, threshold)
+        return split_detections(bbox, bbox_num, threshold, self.labels)
 
-    def predict(self, images: Sequence[ImageLike], threshold: Optional[float] = None) -> List[dict]:
-        """Images (paths, encoded bytes or HWC RGB uint8 arrays) -> one ``{"boxes": [K,6]}`` each."""
+    def predict(self, images: Sequence[ImageLike],
+                threshold: Optional[float] = None) -> List[Detections]:
+        """Images (paths, encoded bytes or HWC RGB uint8 arrays) -> one ``Detections`` each."""
         results = []
         for i in range(0, len(images), self.batch_size):
             chunk = images[i:i + self.batch_size]
