@@ -9,7 +9,8 @@ A slim config is a YAML file with a ``slim:`` key, as in PaddleDetection's ``con
 ``load_slim_config(config, slim_config, overrides)`` returns ``(cfg, slim_cfg)`` for both kinds.
 ``build_slim_model(cfg, slim_cfg, mode)`` gives the model to train / evaluate / export (what
 ``--slim_config`` does in tools/train.py, eval.py and export_model.py).
-Entry points: ``slim/prune_distill.py``, ``slim/quant.py`` (QAT), ``slim/post_quant.py`` (PTQ).
+Command lines: ``ppdet_lite.slim.tools`` (``prune_distill``, ``quant``: QAT, ``post_quant``: PTQ),
+run as ``python slim/<name>.py``. Exported models come from ``ppdet_lite.export``.
 """
 import os
 from typing import Any, Dict, Iterable, Optional, Tuple, Union

@@ -8,7 +8,7 @@
   are folded to constants first (``fold_bias_reshapes``) so they stay float, as Lite adds them.
 
 Both write PaddleDetection's deploy layout (``model.pdmodel``, ``model.pdiparams`` with int8
-weights, ``infer_cfg.yml``): Paddle Inference runs it, ``deploy/lite/convert.py`` turns it into a
+weights, ``infer_cfg.yml``): Paddle Inference runs it, ``ppdet_lite.export.lite`` turns it into a
 Paddle Lite ``.nb``. Fake-quantized dygraph accuracy and engine accuracy can differ, so
 ``evaluate_inference_model`` measures mAP through Paddle Inference itself.
 """

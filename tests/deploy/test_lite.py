@@ -128,7 +128,7 @@ def shapes_ptq(tmp_path_factory):
 @pytest.mark.slow
 def test_x86_int8_nb_boxes_overlap_fp32(shapes_ptq, lite_python):
     """A real int8 .nb in the real x86 Lite runtime gives the FP32 .nb's candidate boxes
-    (8 images x top 50); converted without x86_int8.py's workarounds it does not."""
+    (8 images x top 50); converted without lite_x86_int8.py's workarounds it does not."""
     import numpy as np
 
     from ppdet_lite.export.inference import inference_predictor, run_inference
@@ -154,7 +154,7 @@ def test_x86_int8_nb_boxes_overlap_fp32(shapes_ptq, lite_python):
     print(f"converted as is: IoU min {ious.min():.3f} mean {ious.mean():.3f}, |score diff| mean "
           f"{dscore.mean():.4f} max {dscore.max():.3f}")
     assert ious.mean() < 0.9 or dscore.mean() > 0.05, \
-        "Lite's x86 int8 kernels now give the right boxes unaided: x86_int8.py can go"
+        "Lite's x86 int8 kernels now give the right boxes unaided: lite_x86_int8.py can go"
 
 
 @pytest.mark.slow
@@ -231,7 +231,7 @@ def _kernel_bug_case(name: str):
 @pytest.mark.parametrize("bug", ["int16_saturation", "fused_hard_swish", "calib_tail",
                                  "depthwise_int8_out_leaky_relu"])
 def test_x86_int8_kernel_bug_and_its_workaround(bug, tmp_path, lite_python):
-    """Minimal reproductions of the Lite 2.13 x86 int8 bugs x86_int8.py works around: as
+    """Minimal reproductions of the Lite 2.13 x86 int8 bugs lite_x86_int8.py works around: as
     quantized, the x86 .nb disagrees with Paddle Inference; after that one fix it agrees with
     Paddle Inference running the fixed program."""
     import numpy as np
