@@ -372,7 +372,6 @@ class SummaryHook(HookBase):
         from .predictor import Detector
 
         t = self.trainer
-        t.build_eval()
         image = t.eval_dataset.roidbs[0]["im_file"]
         det = Detector(t.cfg, weights=weights, threshold=float(t.cfg.get("infer_draw_threshold", 0.5)))
         res = det.predict(image)

@@ -7,7 +7,6 @@ dict in training and ``bbox`` / ``bbox_num`` in evaluation. A slim method plugs 
 """
 import contextlib
 import os
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -19,12 +18,10 @@ from ..core.device import set_device
 from ..core.errors import ConfigError
 from ..core.unimplemented import NotImplementedSetting, check_not_implemented
 from ..data.builder import build_loader_for
-from ..metrics.coco_metric import COCOMetric
-from ..metrics.plots import classwise_report
-from ..metrics.voc_metric import VOCMetric
 from ..utils.logger import get_logger
 from . import hooks as H
 from .checkpoint import load_checkpoint, load_weights, optimizer_state_from_structured
+from .evaluator import Evaluator
 from .hooks import to_tensors  # noqa: F401  (the trainer's batch conversion, used by callers)
 from .optimizer import ModelEMA, build_lr, build_optimizer
 
@@ -41,12 +38,9 @@ _NOT_IMPLEMENTED = {
 
 
 def check_trainer_keys(cfg: Dict[str, Any]) -> None:
-    """ConfigError for a trainer setting ppdet_lite does not implement or cannot use."""
-    source = cfg.source if hasattr(cfg, "source") else (lambda key: "<config>")
-    check_not_implemented(cfg, _NOT_IMPLEMENTED, source)
-    for key in ("log_iter", "snapshot_epoch"):
-        if key in cfg and int(cfg[key]) < 1:
-            raise ConfigError(f"{source(key)}: {key}: {cfg[key]!r} must be at least 1 (iterations / epochs)")
+    """ConfigError for a training setting ppdet_lite does not implement (value ranges are checked
+    when the config loads, ``core/values.py``)."""
+    check_not_implemented(cfg, _NOT_IMPLEMENTED, cfg.source if hasattr(cfg, "source") else "<config>")
 
 
 class Trainer:
@@ -84,7 +78,7 @@ class Trainer:
             self.dataset, self.loader = build_loader_for(cfg, "TrainDataset", "TrainReader", "train",
                                                          seed=self.seed)
         self._convert_norm()
-        self.metric, self.start_epoch = None, 0
+        self._evaluator, self.start_epoch = None, 0
         self._wrapper, self._extra_hooks, self.hooks = train_wrapper, [], []
         if mode == "train":
             self._build_optimization(load_pretrain=model is None)
@@ -295,51 +289,25 @@ class Trainer:
         hook.after_train()
 
     # ------------------------------------------------------------------ evaluation
-    def build_eval(self) -> None:
-        """The evaluation dataset, loader and metric (once)."""
-        if self.metric is not None:
-            return
-        self.eval_dataset, self.eval_loader = build_loader_for(self.cfg, "EvalDataset", "EvalReader", "eval")
-        metric = self.cfg.get("metric", "COCO")
-        self.eval_out_dir = self.cfg.get("output_eval") or self.save_dir
-        classwise = bool(self.cfg.get("classwise"))
-        if metric == "VOC":
-            self.eval_names = None
-            self.metric = VOCMetric(class_num=self.num_classes, label_list=self.eval_dataset.get_label_list(),
-                                    records=self.eval_dataset.roidbs, map_type=self.cfg.get("map_type", "11point"),
-                                    classwise=classwise, output_eval=self.eval_out_dir,
-                                    confusion_score_thresh=float(self.cfg.get("confusion_score_thresh", 0.25)))
-            return
-        if metric != "COCO":
-            raise ConfigError(f"{self.cfg.source('metric')}: metric {metric!r} is not one of COCO, VOC")
-        catid2clsid = self.eval_dataset.catid2clsid
-        self.eval_names = dict(zip(catid2clsid.keys(), self.eval_dataset.get_label_list()))
-        self.metric = COCOMetric(self.eval_dataset.get_anno(), {v: k for k, v in catid2clsid.items()},
-                                 output_eval=self.eval_out_dir, classwise=classwise,
-                                 catid2name=self.eval_names, bias=float(self.cfg.get("bias", 0.0)))
+    @property
+    def evaluator(self) -> Evaluator:
+        """The ``EvalDataset`` evaluation (built at first use)."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.cfg, self.save_dir)
+        return self._evaluator
 
-    @paddle.no_grad()
+    @property
+    def eval_dataset(self):
+        return self.evaluator.dataset
+
     def evaluate(self, training: bool = False) -> Dict[str, float]:
         """COCO (or VOC) mAP of the current weights on ``EvalDataset``; writes ``bbox.json``.
         ``training``: called during training (the model goes back to train mode after)."""
-        self.build_eval()
+        evaluator = self.evaluator
         if not training and (self.cfg.get("print_params") or self.cfg.get("print_flops")):
             H.ModelInfoHook(self.cfg.get("print_params"), self.cfg.get("print_flops")).log(
-                self.model, next(iter(self.eval_loader))["image"].shape[1:])
-        self.metric.reset()
-        self.model.eval()
-        tic, n = time.time(), 0
-        for batch in self.eval_loader:
-            im_ids = np.asarray(batch["im_id"])
-            out = self.model(to_tensors(batch))
-            self.metric.update({k: out[k].numpy() for k in ("bbox", "bbox_num")}, im_ids)
-            n += len(im_ids)
-        logger.info(f"evaluated {n} images in {time.time() - tic:.1f} s")
-        metrics = self.metric.accumulate()
-        if self.cfg.get("classwise") and "_eval" in metrics:
-            logger.info("\n" + classwise_report(metrics["_eval"], self.eval_out_dir, catid2name=self.eval_names,
-                                                 score_thresh=float(self.cfg.get("confusion_score_thresh", 0.25))))
-        metrics.pop("_eval", None)
+                self.model, next(iter(evaluator.loader))["image"].shape[1:])
+        metrics = evaluator(self.model)
         if training:
             self.model.train()
         return metrics

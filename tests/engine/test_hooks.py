@@ -164,11 +164,9 @@ def test_find_unused_parameters_reaches_data_parallel(tmp_path, monkeypatch):
     assert seen == {"layers": trainer.model, "find_unused_parameters": True}
 
 
-@pytest.mark.parametrize("key,value,says", [("master_grad", True, "does not implement"),
-                                            ("amp_level", "O2", "does not implement"),
-                                            ("log_iter", 0, "at least 1"), ("snapshot_epoch", 0, "at least 1")])
-def test_unimplemented_or_unusable_trainer_settings_are_refused(tmp_path, key, value, says):
-    with pytest.raises(ConfigError, match=f": {key}: {value!r}.*{says}"):
+@pytest.mark.parametrize("key,value", [("master_grad", True), ("amp_level", "O2")])
+def test_unimplemented_trainer_settings_are_refused(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=f"^<overrides>: {key}: {value!r}: ppdet_lite does not implement"):
         Trainer(tiny_cfg(tmp_path, **{key: value}), seed=0)
     check_trainer_keys(tiny_cfg(tmp_path, master_grad=False, amp_level="O1"))  # the no-op values load
 
