@@ -5,7 +5,6 @@ import zlib  # noqa: F401  (before paddle)
 import importlib.util
 import os
 import shutil
-import subprocess
 from types import SimpleNamespace
 
 import cv2
@@ -109,30 +108,13 @@ def run_boxes():
     return boxes
 
 
-def with_package(python: str) -> str:
-    """Make this repo's package importable by the Lite venv's ``python`` (it has no paddle): a
-    ``.pth`` naming the repo in its site-packages, and PyYAML (``ppdet_lite.core`` reads YAML)."""
-    probe = [python, "-c", "import yaml, ppdet_lite.runtime.lite"]
-    if subprocess.run(probe, capture_output=True, cwd="/").returncode == 0:
-        return python
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    with open(os.path.join(site, "ppdet_lite_repo.pth"), "w") as f:
-        f.write(REPO + "\n")
-    if subprocess.run([python, "-c", "import yaml"], capture_output=True).returncode != 0:
-        run([python, "-m", "pip", "install", "-q", "PyYAML"])
-    proc = subprocess.run(probe, capture_output=True, text=True, cwd="/")
-    assert proc.returncode == 0, f"ppdet_lite.runtime does not import in the Lite venv:\n{proc.stderr}"
-    return python
-
-
 @pytest.fixture(scope="session")
 def lite_python():
-    """The Lite venv's interpreter (created once per machine, then cached), with ppdet_lite."""
-    from ppdet_lite.export import lite
-    if not shutil.which("paddle_lite_opt") and lite.find_python310() is None:
+    """The Lite venv's interpreter with ppdet_lite.runtime (created once per machine, then cached)."""
+    from ppdet_lite.export import lite_opt
+    if not shutil.which("paddle_lite_opt") and lite_opt.find_python310() is None:
         pytest.skip("Python 3.10 is absent (paddlelite wheels stop at cp310): no Lite runtime")
     try:
-        return with_package(os.path.join(lite.lite_venv(), "bin", "python"))
-    except lite.LiteUnavailable as e:
+        return os.path.join(lite_opt.lite_venv(), "bin", "python")
+    except lite_opt.LiteUnavailable as e:
         pytest.skip(f"Paddle Lite venv unavailable: {e}")
