@@ -14,6 +14,7 @@ import yaml
 
 from .errors import ConfigError
 from .unimplemented import GLOBAL, READER, check_not_implemented
+from .values import check_settings
 
 # The top-level keys something reads (PaddleDetection's names, plus a few of ours); a top-level
 # key must be one of these, a registered component's section, a PaddleDetection key accepted at
@@ -49,7 +50,8 @@ class Config(dict):
             raise AttributeError(key) from None
 
     def source(self, key: str) -> str:
-        return self.get("_sources", {}).get(key.split(".")[0], "<overrides>")
+        sources = self.get("_sources", {})
+        return sources.get(key) or sources.get(key.split(".")[0], "<overrides>")
 
 
 class _Loader(yaml.SafeLoader):
@@ -78,6 +80,8 @@ def _read_yaml(path: str) -> Dict[str, Any]:
             data = yaml.load(f, Loader=_Loader) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
     return data
@@ -152,6 +156,7 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Union[None, Dict[str, Any], 
                                   f"{type(child).__name__}, not a mapping")
             node = child
         node[keys[-1]] = value
+        sources[dotted] = "<overrides>"  # errors about this key name the override, not a file
         sources.setdefault(keys[0], "<overrides>")
 
 
@@ -163,7 +168,7 @@ def check_top_level(cfg: Dict[str, Any]) -> None:
     sources = cfg.get("_sources", {})
 
     def where(key: str) -> str:
-        return sources.get(key, "<config>")
+        return sources.get(key) or sources.get(key.split(".")[0], "<config>")
 
     components = registered()
     known = GLOBAL_KEYS | set(GLOBAL) | set(components)
@@ -173,6 +178,9 @@ def check_top_level(cfg: Dict[str, Any]) -> None:
                               f"TrainDataset: !{key} {{...}}, a reader's sample_transforms, "
                               f"LearningRate.schedulers), not as a top-level section; nothing reads "
                               f"the {key!r} section: move its keys there")
+        if key in components and cfg[key] is not None and not isinstance(cfg[key], dict):
+            raise ConfigError(f"{where(key)}: the {key} section must be a mapping of its arguments "
+                              f"(e.g. {key}: {{...}}), got {cfg[key]!r}")
         if key.startswith("_") or key in known:
             continue
         if key in _FLAGS:
@@ -183,6 +191,7 @@ def check_top_level(cfg: Dict[str, Any]) -> None:
                           + (f"did you mean {hint}?" if hint else
                              "remove it, or start its name with '_' if it only holds YAML anchors"))
     check_not_implemented(cfg, GLOBAL, where)
+    check_settings(cfg, where)
     for section in READER_SECTIONS:
         if isinstance(cfg.get(section), dict):
             check_not_implemented(cfg[section], READER, f"{where(section)}: {section}")

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 
 from .errors import ConfigError
 from .unimplemented import check_not_implemented
+from .values import check_arguments
 
 _REGISTRY: Dict[str, type] = {}
 
@@ -73,6 +74,7 @@ def create(name: str, kwargs: Optional[Dict[str, Any]] = None, where: str = "", 
             if key not in keys:
                 raise ConfigError(f"{where or name}: {name} has no argument {key!r}; "
                                   f"closest valid keys: {closest(key, keys) or sorted(keys)}")
+    check_arguments(cls, kwargs, where or name)
     kwargs.update(explicit)
     try:
         return cls(**kwargs)
