@@ -136,8 +136,6 @@ class EMAHook(HookBase):
 def recalibrate_bn(model: paddle.nn.Layer, loader, num_batches: int) -> None:
     """Re-estimate BatchNorm running statistics of ``model``'s current weights: the cumulative
     mean of the batch statistics of ``num_batches`` batches of ``loader`` (training mode)."""
-    from .trainer import to_tensors
-
     bns = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
     saved = [m._momentum for m in bns]
     model.train()

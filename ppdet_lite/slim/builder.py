@@ -33,7 +33,7 @@ class SlimModel(NamedTuple):
 def fixed_input_shape(cfg: Dict[str, Any]) -> List[int]:
     """[C, H, W] for FLOPs counts, pruning and latency: ``TestReader.inputs_def.image_shape``, or the
     EvalReader's Resize target when that shape is dynamic."""
-    from ..engine.export import image_shape_of
+    from ..export.infer_cfg import image_shape_of
 
     shape = image_shape_of(cfg)[1:]
     if shape[1] in (None, -1):
@@ -57,8 +57,8 @@ def build_slim_model(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], mode: str = 
     ``mode`` train: start from ``cfg['pretrain_weights']`` (module docstring); eval / export:
     load ``cfg['weights']``, a checkpoint written by training with the same slim config.
     """
-    from .. import build_model, load_weights
-    from ..engine.checkpoint import resolve
+    from ..engine.checkpoint import load_weights, resolve
+    from ..modeling import build_model
     from .distill import teacher_from
     from .prune import load_pruned_weights
     from . import teacher_weights

@@ -167,7 +167,8 @@ def distill_trainer(trainer, teacher: nn.Layer, distill_loss: nn.Layer) -> Disti
 
 def teacher_from(cfg: Dict, weights: str) -> nn.Layer:
     """Build the model of ``cfg`` and load ``weights`` into it (a frozen teacher)."""
-    from .. import build_model, load_weights
+    from ..engine.checkpoint import load_weights
+    from ..modeling import build_model
 
     if not weights:
         raise ConfigError(f"{cfg.get('_path', '<slim config>')}: the teacher needs weights: set "

@@ -10,7 +10,7 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.engine.hooks import EMAHook, HookBase, NaNGuardHook
+from ppdet_lite.engine.hooks import BNRecalibrationHook, EMAHook, HookBase, NaNGuardHook, recalibrate_bn
 from ppdet_lite.engine.model_stats import count_params
 from ppdet_lite.engine.trainer import Trainer, check_trainer_keys
 
@@ -191,3 +191,17 @@ def test_train_wrapper_runs_the_step_and_the_model_is_what_is_saved(tmp_path):
     assert float(trainer.losses["extra"]) == 1.0
     saved = paddle.load(os.path.join(trainer.save_dir, "model_final.pdparams"))
     assert set(saved) == set(ppdet_lite.build_model(trainer.cfg).state_dict())
+
+
+def test_bn_recalibration_averages_the_batch_statistics_of_the_current_weights(tmp_path):
+    trainer = Trainer(tiny_cfg(tmp_path, epoch=1, bn_recalibrate_batches=2), seed=0)
+    assert any(isinstance(h, BNRecalibrationHook) and h.num_batches == 2 for h in trainer.hooks)
+    batches = iter(trainer.loader)
+    batches = [next(batches), next(batches)]
+    model, first = trainer.model, trainer.model.backbone.conv1
+    with paddle.no_grad():
+        means = [first.conv(paddle.to_tensor(b["image"])).mean(axis=[0, 2, 3]).numpy() for b in batches]
+    momentum = first.bn._momentum
+    recalibrate_bn(model, batches + batches, 2)  # only the first 2 batches count
+    np.testing.assert_allclose(first.bn._mean.numpy(), (means[0] + means[1]) / 2, rtol=1e-4, atol=1e-6)
+    assert first.bn._momentum == momentum  # restored
