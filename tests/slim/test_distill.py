@@ -152,3 +152,24 @@ def test_distill_slim_config_splits_teacher_and_student(tmp_path):
     assert cfg["epoch"] == 7                          # the command line wins
     with pytest.raises(ConfigError, match="slim"):
         load_slim_config(demo, demo)
+
+
+def test_build_slim_trainer_wraps_the_student_with_the_slim_files_teacher(setup, tmp_path):
+    from ppdet_lite.engine.checkpoint import save_checkpoint
+    from ppdet_lite.slim.builder import build_slim_trainer
+
+    cfg, _, _ = setup
+    paddle.seed(5)
+    teacher = ppdet_lite.build_model(cfg)
+    weights = save_checkpoint(str(tmp_path / "teacher"), "best_model", teacher.state_dict())
+    distill = os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill.yml")
+    student_cfg, slim_cfg = load_slim_config(os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml"), distill,
+                                             overrides(str(tmp_path)))
+    slim_cfg["pretrain_weights"] = weights
+    trainer = build_slim_trainer(student_cfg, slim_cfg, seed=0)
+    wrapper = trainer.train_model
+    assert isinstance(wrapper, DistillModel) and wrapper.student_model is trainer.model
+    assert wrapper.distill_loss.loss_weight == 100                     # the slim file's DistillYOLOv3Loss
+    key = "yolo_head.yolo_output.0.weight"
+    np.testing.assert_array_equal(wrapper.teacher_model.state_dict()[key].numpy(),
+                                  teacher.state_dict()[key].numpy())
