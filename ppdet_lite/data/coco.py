@@ -37,6 +37,40 @@ def read_coco_json(path: str, key_hint: str = "anno_path") -> dict:
     return data
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_coco_schema(data: dict, path: str) -> None:
+    """``DatasetError`` naming the first entry of ``images`` / ``categories`` / ``annotations``
+    that lacks a field pycocotools and this loader need, or has it in the wrong type."""
+    def need(entry, i: int, kind: str, field: str, ok, what: str) -> None:
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{path}: {kind}[{i}] is {type(entry).__name__}, not an object")
+        if field not in entry:
+            raise DatasetError(f"{path}: {kind}[{i}] (id {entry.get('id')!r}) has no {field!r}; "
+                               f"every {kind[:-1]} needs {what}")
+        if not ok(entry[field]):
+            raise DatasetError(f"{path}: {kind}[{i}] (id {entry.get('id')!r}): {field} {entry[field]!r} "
+                               f"must be {what}")
+
+    for key in ("images", "annotations", "categories"):
+        if key in data and not isinstance(data[key], list):
+            raise DatasetError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
+    for i, im in enumerate(data["images"]):
+        need(im, i, "images", "id", _is_id, "an integer id")
+        need(im, i, "images", "file_name", lambda v: isinstance(v, str) and v, "a file_name string")
+    for i, c in enumerate(data.get("categories", [])):
+        need(c, i, "categories", "id", _is_id, "an integer id")
+    for i, a in enumerate(data.get("annotations", [])):
+        need(a, i, "annotations", "image_id", _is_id, "an integer image_id")
+        need(a, i, "annotations", "category_id", _is_id, "an integer category_id")
+        if "bbox" in a:
+            need(a, i, "annotations", "bbox", lambda v: isinstance(v, list) and len(v) in (0, 4) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+                "a list of 4 numbers [x, y, width, height]")
+
+
 def coco_categories(data: dict) -> Dict[int, str]:
     """category id -> name, in json order (duplicates keep their first position)."""
     cats: Dict[int, str] = {}
@@ -95,13 +129,21 @@ class COCODataSet(DetDataset):
             raise DatasetError(f"image directory not found: {image_dir}; set dataset_dir / "
                                "image_dir of the dataset section")
         data = read_coco_json(anno_path)
+        check_coco_schema(data, anno_path)
         self._set_categories(coco_categories(data))
+        images: Dict[int, dict] = {}
+        for im in data["images"]:
+            images.setdefault(im["id"], im)
+        duplicates = len(data["images"]) - len(images)
+        orphans = sum(a["image_id"] not in images for a in data.get("annotations", []))
+        if duplicates or orphans:
+            logger.warning(f"{anno_path}: {duplicates} duplicate image ids (the first entry of each kept) and "
+                           f"{orphans} annotations of image ids not in 'images' (dropped)")
         anns = self._annotation_arrays(data.get("annotations", []), anno_path)
         load_image_only = "annotations" not in data
         if load_image_only:
             logger.warning(f"{anno_path} has no 'annotations': loading images only")
 
-        images = {int(im["id"]): im for im in data["images"]}
         want = set(self.data_fields)
         records, empty, skipped_img = [], [], 0
         bad_boxes = anns["n_bad"]
@@ -136,8 +178,13 @@ class COCODataSet(DetDataset):
             if 0 < self.sample_num <= len(records) + len(empty):
                 break
         if not records and not empty:
-            raise DatasetError(f"no usable image in {anno_path} (image_dir {image_dir!r}): check "
-                               "image_dir and that the json's file_name entries exist")
+            if skipped_img == len(images):
+                raise DatasetError(f"no usable image in {anno_path}: none of its {len(images)} file_name "
+                                   f"entries exists under image_dir {image_dir!r} (or has a valid size); "
+                                   "check dataset_dir / image_dir")
+            raise DatasetError(f"no usable image in {anno_path}: {len(images) - skipped_img} images exist but "
+                               f"none has a valid box ({bad_boxes} invalid boxes: area <= 0 or outside the "
+                               "image); fix the annotations' bbox [x, y, w, h], or set allow_empty: true")
         if skipped_img or bad_boxes:
             logger.warning(f"{anno_path}: skipped {skipped_img} images (missing file or bad size) "
                            f"and {bad_boxes} invalid boxes (area <= 0 or outside the image)")
