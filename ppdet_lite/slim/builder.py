@@ -109,15 +109,17 @@ def build_slim_model(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], mode: str = 
     return SlimModel(model, teacher, qat)
 
 
-def build_slim_trainer(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], seed: Optional[int] = None):
+def build_slim_trainer(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], seed: Optional[int] = None,
+                       hooks: Optional[list] = None):
     """A training ``Trainer`` for ``cfg, slim_cfg = load_slim_config(...)`` (what tools/train.py
-    --slim_config runs): the slim model; a distillation wrapper when the slim config has a teacher."""
+    --slim_config runs): the slim model; a distillation wrapper when the slim config has a teacher;
+    ``hooks`` as ``Trainer``'s."""
     from ..engine.trainer import Trainer
     from .distill import build_distill_loss, distill_wrapper
 
     model, teacher, _ = build_slim_model(cfg, slim_cfg, "train")
     wrapper = distill_wrapper(teacher, build_distill_loss(slim_cfg)) if teacher is not None else None
-    return Trainer(cfg, mode="train", seed=seed, model=model, train_wrapper=wrapper)
+    return Trainer(cfg, mode="train", seed=seed, model=model, train_wrapper=wrapper, hooks=hooks)
 
 
 def same_shapes(a: nn.Layer, b: nn.Layer) -> bool:

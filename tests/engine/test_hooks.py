@@ -4,13 +4,15 @@ import math
 import os
 import types
 
+import cv2
 import numpy as np
 import paddle
 import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.engine.hooks import BNRecalibrationHook, EMAHook, HookBase, NaNGuardHook, recalibrate_bn
+from ppdet_lite.engine.hooks import (BNRecalibrationHook, EMAHook, HookBase, NaNGuardHook, SummaryHook,
+                                     recalibrate_bn)
 from ppdet_lite.engine.model_stats import count_params
 from ppdet_lite.engine.trainer import Trainer, check_trainer_keys
 
@@ -205,3 +207,15 @@ def test_bn_recalibration_averages_the_batch_statistics_of_the_current_weights(t
     recalibrate_bn(model, batches + batches, 2)  # only the first 2 batches count
     np.testing.assert_allclose(first.bn._mean.numpy(), (means[0] + means[1]) / 2, rtol=1e-4, atol=1e-6)
     assert first.bn._momentum == momentum  # restored
+
+
+def test_summary_hook_prints_the_run_and_draws_the_best_models_example(tmp_path, capsys):
+    cfg = tiny_cfg(tmp_path, epoch=1, **{"YOLOv3Head.obj_bias_init": 0.0, "YOLOv3Head.cls_bias_init": 0.0})
+    trainer = Trainer(cfg, seed=0, hooks=[SummaryHook()])
+    metrics = trainer.train(validate=True)
+    out = capsys.readouterr().out
+    example = os.path.join(trainer.save_dir, "example_prediction.jpg")
+    assert f"last epoch: bbox mAP@[.5:.95] {metrics['AP']:.4f}" in out
+    assert "best_model (epoch 0)" in out and f"example prediction: {example}" in out
+    drawn = cv2.imread(example)
+    assert drawn is not None and min(drawn.shape[:2]) >= 384  # the 96 px image, zoomed for its labels
