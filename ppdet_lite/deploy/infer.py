@@ -17,6 +17,7 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from ..export.inference import DEVICES, RUN_MODES
 from ..runtime.images import list_images
 from ..runtime.result import Detections
 from ..utils.visualize import draw_boxes
@@ -42,15 +43,14 @@ def argsparser() -> argparse.ArgumentParser:
     p.add_argument("--model_dir", required=True,
                    help="dir with model.pdmodel, model.pdiparams and infer_cfg.yml")
     p.add_argument("--image_file", help="one image; wins over --image_dir")
-    p.add_argument("--image_dir", help="a directory of jpg/jpeg/png/bmp images")
+    p.add_argument("--image_dir", help="a directory of images (IMAGE_EXTS of ppdet_lite.runtime.images)")
     p.add_argument("--video_file", help="a video file; wins over images")
     p.add_argument("--camera_id", type=int, default=-1, help="camera device id (-1: none)")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold for outputs")
     p.add_argument("--output_dir", default="output", help="drawn images and bbox.json go here")
-    p.add_argument("--run_mode", default="paddle", choices=["paddle", "trt_fp32", "trt_fp16",
-                                                            "trt_int8"])
-    p.add_argument("--device", default="CPU", type=str.upper, choices=["CPU", "GPU"])
+    p.add_argument("--run_mode", default="paddle", choices=RUN_MODES)
+    p.add_argument("--device", default="CPU", type=str.upper, choices=DEVICES)
     p.add_argument("--run_benchmark", **flag, help="time pre/infer/post (50 warm-up, 100 runs)")
     p.add_argument("--enable_mkldnn", **flag, help="oneDNN on CPU")
     p.add_argument("--enable_mkldnn_bfloat16", **flag)

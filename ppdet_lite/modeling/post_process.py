@@ -7,9 +7,11 @@ flatten.
 
 Empty results (as PaddleDetection's ``BBoxPostProcess.get_pred``): an image without detections
 gets one dummy row ``[0, 0, 0, 0, 1, 1]`` (class 0, score 0, box (0,0)-(1,1)) and its bbox_num
-is 1, so every output has a valid shape. The score 0 sits below any sane threshold.
+is 1, so every output has a valid shape. Users never see it: ``ppdet_lite.runtime.result``, which
+every runtime's results go through, drops rows of score 0 (NMS keeps only scores above its
+threshold) at any threshold.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import paddle
 import paddle.nn.functional as F

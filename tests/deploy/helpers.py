@@ -124,8 +124,9 @@ def json_rows(record: dict) -> np.ndarray:
 
 def dygraph_boxes(out: dict) -> np.ndarray:
     """Rows of one image from a dygraph {'bbox', 'bbox_num'} with the empty-image dummy dropped."""
+    from ppdet_lite.runtime.result import keep_rows
     rows = out["bbox"].reshape(-1, 6)[:int(out["bbox_num"][0])]
-    return rows[rows[:, 1] > 0]
+    return rows[keep_rows(rows, 0.0)]
 
 
 def free_port() -> int:
