@@ -11,9 +11,10 @@ done), ``steps_per_epoch``, ``batch`` and ``losses`` (of the step just run), ``s
 A hook with state to resume returns it from ``state_dict()`` (merged into the checkpoint's trainer
 state) and takes it back in ``load_state_dict(state)``.
 
-Default order (``Trainer.default_hooks``): NaNGuard, EMA, BNRecalibration, Checkpointer, Evaluator,
-BestCheckpointer, Logger; then ModelInfo and whatever ``register_hooks`` added. The EMA hook swaps
-the averaged weights in at a snapshot so the hooks after it save, recalibrate and evaluate them.
+Default order (``Trainer.default_hooks``): NaNGuardHook, EMAHook, BNRecalibrationHook,
+CheckpointHook, EvalHook, BestCheckpointHook, LoggerHook, ModelInfoHook (``report_hooks.py``, as is
+SummaryHook); then whatever ``register_hooks`` added. The EMA hook swaps the averaged weights in at a
+snapshot, so the hooks after it recalibrate, save and evaluate those.
 """
 import contextlib
 import copy
@@ -28,13 +29,11 @@ import paddle
 
 from ..utils.logger import get_logger
 from .checkpoint import optimizer_state_to_structured, save_checkpoint
-from .model_stats import count_flops, count_params
 
 logger = get_logger(__name__)
 
 __all__ = ["to_tensors", "HookBase", "NaNGuardHook", "EMAHook", "BNRecalibrationHook", "CheckpointHook",
-           "EvalHook", "BestCheckpointHook", "LoggerHook", "ModelInfoHook", "SummaryHook",
-           "recalibrate_bn", "eval_bounds"]
+           "EvalHook", "BestCheckpointHook", "LoggerHook", "recalibrate_bn", "eval_bounds"]
 
 
 def to_tensors(batch: Dict[str, Any]) -> Dict[str, Any]:
@@ -322,61 +321,3 @@ class LoggerHook(HookBase):
         if self.vdl is not None:
             self.vdl.close()
             self.vdl = None
-
-
-class ModelInfoHook(HookBase):
-    """Before training, log the trainable parameters (``print_params``) and the FLOPs of one
-    image of the first training batch (``print_flops``; PaddleSlim's count, post-process excluded)."""
-
-    def __init__(self, params: bool, flops: bool):
-        self.params, self.flops = bool(params), bool(flops)
-
-    def before_train(self) -> None:
-        if self.trainer.rank == 0:
-            self.log(self.trainer.model, next(iter(self.trainer.loader))["image"].shape[1:])
-
-    def log(self, model: paddle.nn.Layer, image_shape) -> None:
-        if self.params:
-            logger.info(f"Model Params: {count_params(model) / 1e6:.6f} M (trainable)")
-        if self.flops:
-            shape = [int(s) for s in image_shape]
-            logger.info(f"Model FLOPs: {count_flops(model, shape) / 1e9:.6f} G (image shape {[1] + shape})")
-
-
-class SummaryHook(HookBase):
-    """After a finished run, rank 0 prints mAP, where the weights are and, with validation, draws
-    the best model's prediction on the first validation image (``example_prediction.jpg``)."""
-
-    def after_train(self) -> None:
-        t = self.trainer
-        if not t.finished or t.rank != 0:
-            return
-        lines = [f"weights: {os.path.join(t.save_dir, 'model_final.pdparams')}"]
-        metrics = t.metrics
-        if t.validate and metrics:
-            best_path = os.path.join(t.save_dir, "best_model")
-            best = t.best_metrics or metrics
-            lines[:0] = [f"last epoch: bbox mAP@[.5:.95] {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}",
-                         f"best_model (epoch {best.get('epoch', '?')}): bbox mAP@[.5:.95] {best['AP']:.4f}  "
-                         f"AP50 {best['AP50']:.4f}"]
-            lines.append(f"best weights: {best_path}.pdparams")
-            lines.append(f"example prediction: {self.draw_example(best_path)}")
-        print("\n".join(lines), flush=True)
-
-    def draw_example(self, weights: str) -> str:
-        import cv2
-
-        from ..utils.visualize import draw_boxes
-        from .predictor import Detector
-
-        t = self.trainer
-        image = t.eval_dataset.roidbs[0]["im_file"]
-        det = Detector(t.cfg, weights=weights, threshold=float(t.cfg.get("infer_draw_threshold", 0.5)))
-        res = det.predict(image)
-        os.makedirs(t.save_dir, exist_ok=True)
-        path = os.path.join(t.save_dir, "example_prediction.jpg")
-        bgr = cv2.imread(image)
-        zoom = max(1, int(np.ceil(384 / min(bgr.shape[:2]))))  # small demo images: labels stay readable
-        bgr = cv2.resize(bgr, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
-        cv2.imwrite(path, draw_boxes(bgr, res["boxes"] * zoom, res["class_ids"], res["scores"], det.names))
-        return path

@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint, load_weights, optimizer_state_from_stru
 from .evaluator import Evaluator
 from .hooks import to_tensors  # noqa: F401  (the trainer's batch conversion, used by callers)
 from .optimizer import ModelEMA, build_lr, build_optimizer
+from .report_hooks import ModelInfoHook, SummaryHook
 
 logger = get_logger(__name__)
 
@@ -159,7 +160,7 @@ class Trainer:
                 H.LoggerHook(int(cfg.get("log_iter", 20)),
                              (cfg.get("vdl_log_dir") or "vdl_log_dir/scalar") if cfg.get("use_vdl") else None)]
         if cfg.get("print_params") or cfg.get("print_flops"):
-            out.append(H.ModelInfoHook(cfg.get("print_params"), cfg.get("print_flops")))
+            out.append(ModelInfoHook(cfg.get("print_params"), cfg.get("print_flops")))
         return out
 
     def register_hooks(self, hooks: List[H.HookBase]) -> None:
@@ -234,7 +235,7 @@ class Trainer:
         """Run the epochs; returns the last evaluation's metrics (empty without ``validate``)."""
         max_iters = int(self.cfg.get("max_iters") or 0)  # quick tests: stop after this many iterations
         snapshot = int(self.cfg.get("snapshot_epoch", 1))
-        self.validate, self.metrics, self.finished = validate, {}, False
+        self.validate, self.metrics, self.eval_metrics, self.finished = validate, {}, None, False
         self.step = self.start_epoch * self.steps_per_epoch
         self._parallelize()
         try:
@@ -284,7 +285,7 @@ class Trainer:
         """Final lines of a run and the example image (``SummaryHook``), for callers of ``train``
         that did not register that hook."""
         self.metrics, self.validate = metrics, validate
-        hook = H.SummaryHook()
+        hook = SummaryHook()
         hook.trainer = self
         hook.after_train()
 
@@ -305,7 +306,7 @@ class Trainer:
         ``training``: called during training (the model goes back to train mode after)."""
         evaluator = self.evaluator
         if not training and (self.cfg.get("print_params") or self.cfg.get("print_flops")):
-            H.ModelInfoHook(self.cfg.get("print_params"), self.cfg.get("print_flops")).log(
+            ModelInfoHook(self.cfg.get("print_params"), self.cfg.get("print_flops")).log(
                 self.model, next(iter(evaluator.loader))["image"].shape[1:])
         metrics = evaluator(self.model)
         if training:

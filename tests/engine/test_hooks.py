@@ -11,8 +11,8 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.engine.hooks import (BNRecalibrationHook, EMAHook, HookBase, NaNGuardHook, SummaryHook,
-                                     recalibrate_bn)
+from ppdet_lite.engine.hooks import BNRecalibrationHook, EMAHook, HookBase, NaNGuardHook, recalibrate_bn
+from ppdet_lite.engine.report_hooks import SummaryHook
 from ppdet_lite.engine.model_stats import count_params
 from ppdet_lite.engine.trainer import Trainer, check_trainer_keys
 
