@@ -18,6 +18,8 @@ from .helpers import calibration_image, json_rows, run, same_boxes
 
 # case -> (keep_ratio, target [h, w], extra overrides). keep_ratio fits 640x480 into 192x256
 # (scale 0.4): a multiple of the stride 32, as the network needs without padding.
+pytestmark = pytest.mark.slow  # three exports (module-scoped), plus three Lite conversions
+
 CASES = {"stretch": (False, [SIZE, SIZE], []), "keep_ratio": (True, [192, 256], []),
          "empty": (False, [SIZE, SIZE], ["BBoxPostProcess.nms.score_threshold=0.99"])}
 
@@ -72,7 +74,6 @@ def test_detector_and_paddle_inference_same_boxes(model, photo, run_boxes):
     same_boxes(dygraph.rows(), inference, score_tol=1e-4, box_tol=1e-2)
 
 
-@pytest.mark.slow
 def test_lite_runner_same_boxes(model, photo, lite_python, work, request):
     from ppdet_lite.export import lite
 
