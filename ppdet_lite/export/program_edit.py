@@ -1,4 +1,6 @@
-"""Edit a saved inference program (``model.pdmodel`` + ``model.pdiparams``) without the model code.
+"""Read and edit a saved inference program (``model.pdmodel`` + ``model.pdiparams``) without the
+model code: ``program_ops`` / ``program_op_descs`` / ``read_program_desc`` read the ProgramDesc
+(ONNX and Lite checks), ``SavedProgram`` loads it for editing.
 
     with SavedProgram("output_inference/ppyolo_tiny") as prog:
         fold_bias_reshapes(prog)      # conv + reshape2(bias) + add  ->  conv + add(bias, axis=1)
