@@ -140,16 +140,22 @@ class _Capture(logging.Handler):
 def test_print_params_and_flops_log_the_model_size(tmp_path):
     capture = _Capture()
     logging.getLogger("ppdet_lite").addHandler(capture)
+    cfg = tiny_cfg(tmp_path, epoch=1, max_iters=1, print_params=True, print_flops=True,
+                   **{"EvalReader.sample_transforms": [{"Decode": {}}, {"Resize": {"target_size": [64, 64],
+                                                        "keep_ratio": False}}, {"NormalizeImage": {}},
+                                                       {"Permute": {}}]})
     try:
-        trainer = Trainer(tiny_cfg(tmp_path, epoch=1, max_iters=1, print_params=True, print_flops=True), seed=0)
+        trainer = Trainer(cfg, seed=0)
         trainer.train()
+        trainer.evaluate()  # as tools/eval.py: the model's size on an evaluation image
     finally:
         logging.getLogger("ppdet_lite").removeHandler(capture)
     params = [line for line in capture.lines if line.startswith("Model Params")]
     flops = [line for line in capture.lines if line.startswith("Model FLOPs")]
-    assert params == [f"Model Params: {count_params(trainer.model) / 1e6:.6f} M (trainable)"]
-    assert len(flops) == 1 and "image shape [1, 3, 96, 96]" in flops[0]
-    assert float(flops[0].split()[2]) > 0
+    assert params == [f"Model Params: {count_params(trainer.model) / 1e6:.6f} M (trainable)"] * 2
+    assert len(flops) == 2 and "image shape [1, 3, 96, 96]" in flops[0] and "[1, 3, 64, 64]" in flops[1]
+    # FLOPs grow with the pixels: about 96x96 / 64x64 = 2.25 (less: the smallest maps round up)
+    assert 2.0 < float(flops[0].split()[2]) / float(flops[1].split()[2]) <= 2.25
 
 
 def test_find_unused_parameters_reaches_data_parallel(tmp_path, monkeypatch):
