@@ -10,7 +10,10 @@ Endpoints:
                       (a ``Detections`` record as JSON), "num_boxes", "image_size": [h, w],
                       "threshold", "inference_ms"}
   GET  /health    -> {"status": "ok", "workers", "idle_workers", "peak_busy_workers"}
-  GET  /metadata  -> model dir, arch, labels, input size, preprocess, limits
+  GET  /metadata  -> model dir name, arch, labels, input size, preprocess, limits
+  GET  /          -> a web page: upload, drop or pick a sample image, see the boxes, filter them
+                     with a threshold slider (plain HTML/JS in ``deploy/page/``, no external asset)
+  GET  /samples   -> names of the sample images (``--samples_dir``); /samples/<name> -> the image
 Bad input (empty body, not an image, over --max_mb, bad threshold) -> 4xx {"detail": "..."}.
 
 The model is loaded once; ``--workers`` predictors (``clone()``s sharing its weights: a Paddle
@@ -26,6 +29,9 @@ from typing import Iterator, Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse
+
+from ..runtime.images import list_images
 
 from .predictor import DetectorPredictor
 
@@ -97,10 +103,30 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(pool: PredictorPool, max_bytes: int = 10 << 20,
-               default_threshold: float = 0.5) -> FastAPI:
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page", "index.html")
+
+
+def create_app(pool: PredictorPool, max_bytes: int = 10 << 20, default_threshold: float = 0.5,
+               samples_dir: Optional[str] = None) -> FastAPI:
     app = FastAPI(title="ppdet_lite detector", version="1.0")
     cfg = pool.first.cfg
+    with open(PAGE, encoding="utf-8") as f:
+        page = f.read()
+    samples = {os.path.basename(p): p for p in list_images(samples_dir)} if samples_dir else {}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/samples")
+    def sample_names() -> list:
+        return sorted(samples)
+
+    @app.get("/samples/{name}")
+    def sample(name: str) -> FileResponse:
+        if name not in samples:  # only the listed files: no path reaches the disk from the URL
+            raise HTTPException(404, f"no sample named {name!r}; GET /samples lists them")
+        return FileResponse(samples[name])
 
     def infer(data: bytes, threshold: float) -> dict:
         with pool.acquire() as det:
@@ -146,7 +172,7 @@ def create_app(pool: PredictorPool, max_bytes: int = 10 << 20,
 
     @app.get("/metadata")
     def metadata() -> dict:
-        return {"model_dir": os.path.abspath(cfg.model_dir), "arch": cfg.arch,
+        return {"model_dir": os.path.basename(os.path.normpath(cfg.model_dir)), "arch": cfg.arch,
                 "labels": cfg.label_list, "num_classes": len(cfg.label_list),
                 "input_size": cfg.input_size, "use_dynamic_shape": cfg.use_dynamic_shape,
                 "preprocess": cfg.preprocess, "default_threshold": default_threshold,
@@ -168,6 +194,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="CPU", type=str.upper, choices=["CPU", "GPU"])
     ap.add_argument("--cpu_threads", type=int, default=1, help="math threads per predictor")
     ap.add_argument("--enable_mkldnn", action="store_true")
+    ap.add_argument("--samples_dir", default=None, help="images the web page offers as samples")
     args = ap.parse_args(argv)
     if args.workers < 1:
         ap.error("--workers must be >= 1")
@@ -175,7 +202,9 @@ def main(argv=None) -> None:
     pool = PredictorPool(args.model_dir, args.workers, device=args.device,
                          cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
                          threshold=args.threshold)
-    app = create_app(pool, int(args.max_mb * 2**20), args.threshold)
+    if args.samples_dir and not os.path.isdir(args.samples_dir):
+        ap.error(f"--samples_dir {args.samples_dir}: no such directory")
+    app = create_app(pool, int(args.max_mb * 2**20), args.threshold, args.samples_dir)
     print(f"serving {args.model_dir} on http://{args.host}:{args.port} with {args.workers} "
           "predictors", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -1,22 +1,22 @@
 """Detect objects in images and write annotated copies:
 python tools/infer.py -c CONFIG -o weights=output/NAME/best_model --infer_img demo.jpg"""
-import glob
 import json
 import os
 
 from ..utils.cli import ArgsParser, load_configs, run, score_threshold
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
 
 def collect_images(infer_img, infer_dir):
+    """The images to read: ``--infer_img FILE`` or the images of ``--infer_dir DIR``."""
+    from ..runtime.images import IMAGE_EXTS, list_images
+
     if infer_img:
         if not os.path.isfile(infer_img):
             raise SystemExit(f"--infer_img {infer_img}: no such file")
         return [infer_img]
     if not infer_dir or not os.path.isdir(infer_dir):
         raise SystemExit(f"pass --infer_img FILE or --infer_dir DIR (got {infer_dir!r})")
-    images = sorted(p for p in glob.glob(os.path.join(infer_dir, "*")) if p.lower().endswith(IMAGE_EXTS))
+    images = list_images(infer_dir)
     if not images:
         raise SystemExit(f"--infer_dir {infer_dir}: no images ({', '.join(IMAGE_EXTS)})")
     return images
@@ -45,6 +45,8 @@ def main(argv=None) -> None:
 
     images = collect_images(args.infer_img, args.infer_dir)
     import cv2
+
+    from ..runtime.images import read_image
     from ..utils.visualize import draw_boxes
 
     cfg, slim_cfg = load_configs(args)
@@ -59,15 +61,14 @@ def main(argv=None) -> None:
     os.makedirs(args.output_dir, exist_ok=True)
     results = []
     for path in images:
-        res = detector.predict(path)
+        rgb = read_image(path)
+        res = detector.predict(rgb)
         out_path = annotated_path(args.output_dir, path, images)
-        drawn = draw_boxes(cv2.imread(path), res["boxes"], res["class_ids"], res["scores"], detector.names)
+        drawn = draw_boxes(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), res["boxes"], res["class_ids"], res["scores"],
+                           detector.names)
         cv2.imwrite(out_path, drawn)
         print(f"{path}: {len(res['boxes'])} boxes -> {out_path}")
-        results.append({"image": path, "detections": [
-            {"class_id": int(c), "class_name": n, "score": round(float(s), 5),
-             "bbox": [round(float(v), 2) for v in b]}
-            for b, c, n, s in zip(res["boxes"], res["class_ids"], res["class_names"], res["scores"])]})
+        results.append({"image": path, **res.to_json()})
     if args.save_results:
         path = os.path.join(args.output_dir, "bbox.json")
         with open(path, "w") as f:

@@ -77,10 +77,10 @@ def test_infer_tool_writes_annotated_image_and_json(tmp_path):
     drawn = cv2.imread(str(out_dir / image))
     assert drawn is not None and drawn.shape == cv2.imread(src).shape
     assert np.abs(drawn.astype(int) - cv2.imread(src).astype(int)).sum() > 0, "boxes were drawn"
-    results = json.load(open(out_dir / "bbox.json"))
-    dets = results[0]["detections"]
-    assert dets and all(d["score"] >= 0.05 and d["class_name"] in
-                        ("circle", "rectangle", "triangle", "diamond") for d in dets)
+    (result,) = json.load(open(out_dir / "bbox.json"))  # one record per image, the Detections JSON
+    assert result["image"] == src and len(result["boxes"]) == len(result["scores"]) > 0
+    assert all(s >= 0.05 for s in result["scores"]) and all(
+        n in ("circle", "rectangle", "triangle", "diamond") for n in result["class_names"])
 
 
 def test_detector_api_on_array_and_path(tmp_path):
