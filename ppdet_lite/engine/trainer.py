@@ -192,10 +192,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:
-        """The trainer part of a checkpoint: the LR schedule and every hook's state."""
+        """The trainer part of a checkpoint: the LR schedule and every hook's state (one key each)."""
         state = {"lr": self.lr.state_dict()}
         for hook in self.hooks:
-            state.update(hook.state_dict())
+            part = hook.state_dict()
+            if set(part) & set(state):
+                raise ValueError(f"{type(hook).__name__}.state_dict() keys {sorted(set(part) & set(state))} "
+                                 f"are taken by another hook or the LR schedule; use other names")
+            state.update(part)
         return state
 
     def resume(self, path: str) -> None:

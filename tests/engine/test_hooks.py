@@ -83,6 +83,11 @@ def test_hooks_see_the_loop_in_order_and_the_ema_weights_at_a_snapshot(tmp_path)
     resumed = Trainer(tiny_cfg(tmp_path, epoch=3), seed=0, hooks=[again])
     resumed.resume(os.path.join(trainer.save_dir, "model_final"))
     assert again.resumed_from == len(want) - 2
+    clash = Recorder()
+    clash.state_dict = lambda: {"ema": 1}  # a name the EMA hook's state already has
+    resumed.register_hooks([clash])
+    with pytest.raises(ValueError, match=r"Recorder.state_dict\(\) keys \['ema'\] are taken"):
+        resumed.state_dict()
 
 
 def test_nan_guard_names_the_step_terms_and_the_last_checkpoint(tmp_path):
