@@ -1,5 +1,4 @@
 """--classwise extras: confusion-matrix counts, per-class table, PR-curve and matrix PNGs."""
-import zlib  # noqa: F401  (before paddle: see ppdet_lite/__init__.py)
 import json
 
 import cv2

@@ -1,5 +1,4 @@
 """VOC mAP: a hand-checked case, and parity with PaddleDetection 2.6.0's DetectionMAP / VOCMetric."""
-import zlib  # noqa: F401  (before paddle: see ppdet_lite/__init__.py)
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """Distillation: DistillYOLOv3Loss against PaddleDetection's, the teacher-frozen DistillModel, the
 Trainer's train_wrapper, and how Distill slim configs split teacher and student."""
-import zlib  # noqa: F401  (before paddle)
 import os
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Filter pruning of PP-YOLO Tiny by stable layer names: the FLOPs cut, sensitivity and ratio
 proposal, training after pruning, and reloading a pruned checkpoint without the pruner."""
-import zlib  # noqa: F401  (before paddle)
 import os
 
 import numpy as np
