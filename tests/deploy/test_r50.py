@@ -15,6 +15,7 @@ from ppdet_lite.export.onnx_export import export_onnx
 from .conftest import export_ours
 from .helpers import check_lite_x86, dygraph_boxes, same_boxes
 
+pytestmark = pytest.mark.slow  # two R50 exports (module-scoped) and their Lite conversions
 SIZE = 128
 # ops each graph must hold (what makes these models different from Tiny)
 MODEL_OPS = {"ppyolo_r50vd_dcn": {"deformable_conv", "matrix_nms", "yolo_box", "leaky_relu"},

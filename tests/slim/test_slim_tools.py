@@ -54,6 +54,7 @@ def params_of(weights):
     return sum(int(np.prod(v.shape)) for v in paddle.load(weights).values())
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_prune_train_eval_infer_export(work):
     base = str(work / "base.pdparams")
     out = tool("train", "-c", DEMO, "--slim_config", PRUNE, *opts(work, pretrain_weights=base), cwd=work)
@@ -82,6 +83,7 @@ def test_prune_train_eval_infer_export(work):
     assert bbox.shape[1] == 6 and int(bbox_num.sum()) == bbox.shape[0]
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_qat_train_then_export_int8(work):
     base = str(work / "base.pdparams")
     tool("train", "-c", DEMO, "--slim_config", QAT_CFG, *opts(work, pretrain_weights=base), cwd=work)
@@ -96,6 +98,7 @@ def test_qat_train_then_export_int8(work):
     assert bbox.shape[1] == 6
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_distill_prune_trains_the_pruned_student(work):
     slim = work / "distill_prune.yml"
     slim.write_text(yaml.safe_dump({
@@ -120,6 +123,7 @@ def test_ptq_config_in_tools_points_to_post_quant(work, name):
     assert proc.returncode == 2 and "slim/post_quant.py" in proc.stderr, proc.stderr[-2000:]
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_prune_distill_story_end_to_end(work):
     """slim/prune_distill.py on the demo slim config: sensitivity scan toward -40 % FLOPs,
     both fine-tunes, exports and the table."""
