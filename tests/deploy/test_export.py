@@ -1,5 +1,4 @@
 """tools/export_model.py + ppdet_lite.export.jit: deploy format, dygraph parity, export knobs."""
-import zlib  # noqa: F401  (before paddle)
 import os
 
 import numpy as np
@@ -77,10 +76,10 @@ def test_benchmark_export_is_head_maps_from_image_only(work):
 EXPORT_ALONE = """
 import sys
 
-import paddle
-
-import ppdet_lite
+import ppdet_lite  # first: zlib before paddle
 from ppdet_lite.export.jit import export_model
+
+import paddle
 
 calls = []
 set_device = paddle.set_device

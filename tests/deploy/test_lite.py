@@ -1,7 +1,6 @@
 """Paddle Lite: convert to .nb (arm and x86), run the x86 one in the Lite Python runtime (its own
 Python 3.10 venv, a subprocess) and compare with Paddle Inference; int8 models: the x86 kernel
 bugs and their workarounds, boxes against FP32, the size of the 80-class PP-YOLO Tiny arm .nb."""
-import zlib  # noqa: F401  (before paddle)
 import os
 import subprocess
 

@@ -1,7 +1,6 @@
 """ONNX export (paddle2onnx → onnxruntime) of PaddleDetection's Tiny and ours, the refusal of
 graphs ONNX cannot hold (deformable_conv, matrix_nms), and the way round MatrixNMS
 (``-o export.nms=False``) on PP-YOLO R18vd."""
-import zlib  # noqa: F401  (before paddle)
 import os
 import subprocess
 

@@ -3,7 +3,6 @@ Mish, IoU-aware 0.5) through every deploy path: Paddle Inference equals dygraph,
 equals Paddle Inference, ONNX export is refused naming DCN and MatrixNMS. The models are the
 configs as written with 4 classes at a fixed 128 px input, random weights and head biases set so
 boxes exist; each is exported once per module."""
-import zlib  # noqa: F401  (before paddle)
 import os
 
 import pytest

@@ -2,7 +2,6 @@
 that Paddle Inference runs, with int8 weights, whose decoded boxes and scores stay close to the
 FP32 model's. The models are exported without NMS (``export.nms: false``) so that every
 candidate box can be compared with its FP32 counterpart, free of NMS ranking noise."""
-import zlib  # noqa: F401  (before paddle)
 import copy
 import os
 

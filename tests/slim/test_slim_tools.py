@@ -1,7 +1,6 @@
 """``--slim_config`` in tools/train.py, eval.py, infer.py and export_model.py, run as a user would
 (subprocesses on the shapes demo's slim configs, tiny budgets): a pruned, a QAT and a
 distilled-and-pruned model train, evaluate, predict and export to models Paddle Inference runs."""
-import zlib  # noqa: F401  (before paddle)
 import os
 import re
 import subprocess

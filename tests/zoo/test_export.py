@@ -1,5 +1,4 @@
 """ResNet-DCN + PPYOLOFPN/PPYOLOPAN survive paddle.jit.save/load with dynamic input sizes."""
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 imported first breaks zlib)
 import os
 
 import paddle

@@ -18,7 +18,6 @@ may go unmatched only when its score lies within tol of that image's lowest kept
 at the keep_top_k cut). Empty images: PaddleDetection's YOLOv3 returns no row (bbox_num 0), ours a
 dummy row [0, 0, 0, 0, 1, 1] (bbox_num 1); see ``ppdet_lite/modeling/post_process.py``.
 """
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 imported first breaks zlib)
 import copy
 import inspect
 import os

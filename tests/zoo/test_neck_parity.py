@@ -1,5 +1,4 @@
 """PPYOLOFPN / PPYOLOPAN against PaddleDetection 2.6.0: same keys/shapes and outputs, eval mode."""
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 imported first breaks zlib)
 
 import pytest
 

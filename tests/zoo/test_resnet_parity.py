@@ -1,5 +1,4 @@
 """ResNet-vd (+DCNv2) against PaddleDetection 2.6.0: same keys/shapes, same outputs, same freezing."""
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 imported first breaks zlib)
 
 import pytest
 

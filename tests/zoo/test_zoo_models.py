@@ -1,6 +1,5 @@
 """The big zoo members built from our configs: parameter counts, state_dict keys and raw head
 outputs equal PaddleDetection 2.6.0's model built from the same settings; config values."""
-import zlib  # noqa: F401  (before paddle: Paddle 2.6.2 imported first breaks zlib)
 import os
 
 import pytest
