@@ -33,9 +33,17 @@ def request(url: str, data: Optional[bytes] = None, content_type: str = "applica
         req.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
+            return resp.status, _json(resp.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        return e.code, _json(e.read())
+
+
+def _json(body: bytes) -> dict:
+    """The JSON body, or ``{"detail": text}`` for a plain-text answer (a proxy's, uvicorn's 503)."""
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        return {"detail": body.decode("utf-8", "replace")}
 
 
 def predict(url: str, image: bytes, threshold: Optional[float] = None, multipart: bool = False,

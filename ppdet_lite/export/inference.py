@@ -17,13 +17,54 @@ DEVICES = ("CPU", "GPU")
 
 
 def model_files(model_dir: str) -> Tuple[str, str]:
-    """(program file, params file) in ``model_dir``: ``model.*`` first, else ``inference.*``."""
+    """(program file, params file) in ``model_dir``: ``model.*`` first, else ``inference.*``;
+    both checked (``check_model_files``) so that a broken file is an error, not a crash."""
     for prefix in ("model", "inference"):
         prog = os.path.join(model_dir, prefix + ".pdmodel")
         if os.path.isfile(prog):
-            return prog, os.path.join(model_dir, prefix + ".pdiparams")
+            params = os.path.join(model_dir, prefix + ".pdiparams")
+            check_model_files(prog, params)
+            return prog, params
     raise FileNotFoundError(f"no model.pdmodel or inference.pdmodel in {model_dir}: export the "
                             "model first with tools/export_model.py")
+
+
+# bytes per element of the VarType dtypes a parameter file holds (framework.proto)
+_DTYPE_BYTES = {0: 1, 1: 2, 2: 4, 3: 8, 4: 2, 5: 4, 6: 8, 20: 1, 21: 1, 22: 2}
+
+
+def check_model_files(prog: str, params: str) -> None:
+    """``ValueError`` naming the file when the program does not parse as a Paddle ProgramDesc with
+    feed and fetch ops, or the parameter file is missing or shorter than the program's parameters:
+    Paddle Inference would crash the process (segfault) on either."""
+    from google.protobuf.message import DecodeError
+
+    from .program_edit import read_program_desc
+
+    try:
+        desc = read_program_desc(prog)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{prog}: not a Paddle program (corrupt or truncated: {e}); export the model again")
+    ops = {op.type for block in desc.blocks for op in block.ops}
+    if not desc.blocks or not {"feed", "fetch"} <= ops:
+        raise ValueError(f"{prog}: not an exported inference program (no feed/fetch ops); export it with "
+                         "tools/export_model.py")
+    # a quantized weight (the X of a dequantize_linear) is declared float32 but saved as int8
+    int8_saved = {name for block in desc.blocks for op in block.ops if op.type == "dequantize_linear"
+                  for slot in op.inputs if slot.parameter == "X" for name in slot.arguments}
+    need = 0
+    for var in desc.blocks[0].vars:
+        if not var.persistable or var.name in ("feed", "fetch"):
+            continue
+        tensor = var.type.lod_tensor.tensor
+        dims = list(tensor.dims)
+        if dims and all(d > 0 for d in dims) and tensor.data_type in _DTYPE_BYTES:
+            need += int(np.prod(dims)) * (1 if var.name in int8_saved else _DTYPE_BYTES[tensor.data_type])
+    size = os.path.getsize(params) if os.path.isfile(params) else -1
+    if need and size < need:
+        raise ValueError(f"{params}: " + ("missing" if size < 0 else f"{size} bytes, but the program's "
+                         f"parameters need at least {need}: truncated or from another export")
+                         + "; export the model again")
 
 
 def load_predictor(model_dir: str, run_mode: str = "paddle", batch_size: int = 1,

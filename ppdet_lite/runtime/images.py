@@ -1,7 +1,8 @@
 """Reading and listing images: the one decoder (path, encoded bytes or array -> HWC uint8 RGB)
 and the one image lister, for the data pipeline, ``Detector``, the deploy runtimes and tools."""
 import os
-from typing import List, Union
+import struct
+from typing import List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -59,3 +60,51 @@ def list_images(path: str, recursive: bool = False) -> List[str]:
     for root, _, files in sorted(os.walk(path, followlinks=True)):
         found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)]
     return found
+
+
+def encoded_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` read from a PNG / JPEG / BMP / WebP header without decoding the pixels,
+    or None when the header is not one of those (the decoder then decides). A server checks this
+    against its pixel limit before it lets OpenCV allocate the image."""
+    head = bytes(data[:32])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head[:2] == b"BM" and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        return abs(w), abs(h)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        kind = head[12:16]
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+        if kind == b"VP8 ":
+            w, h = struct.unpack("<HH", head[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if kind == b"VP8L" and len(head) >= 25:
+            bits = int.from_bytes(head[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_size(memoryview(data))
+    return None
+
+
+def _jpeg_size(data: memoryview) -> Optional[Tuple[int, int]]:
+    """The frame size of the first SOF marker of a JPEG stream, walking the marker segments."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > n:
+                return None
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None

@@ -19,7 +19,7 @@ def server(ours_tiny):
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([PYTHON, "deploy/serving/server.py", "--model_dir", ours_tiny.dir,
                              "--port", str(port), "--workers", "2", "--max_mb", "1",
-                             "--threshold", "0.2"],
+                             "--threshold", "0.2", "--queue", "16"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 90
