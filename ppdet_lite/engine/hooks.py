@@ -182,32 +182,12 @@ class CheckpointHook(HookBase):
 @contextlib.contextmanager
 def eval_bounds(model: paddle.nn.Layer, score_floor: float, top_k: int):
     """Bound a model's post-processing for training-time evaluation: scores below ``score_floor``
-    dropped, at most ``top_k`` boxes per image before NMS; the settings are restored after.
-
-    A model that offers ``bounded_eval(score_threshold, nms_top_k)`` (a context manager) bounds
-    itself. Otherwise the bounds go to the YOLO post-process attributes, the interim way until the
-    models offer it (issue 10: ``BBoxPostProcess`` / ``YOLOv3`` own these settings).
-    """
+    dropped, at most ``top_k`` boxes per image before NMS, restored after. The model does it
+    through its ``bounded_eval(score_threshold, nms_top_k)`` context manager; a model without one
+    is evaluated unbounded."""
     own = getattr(model, "bounded_eval", None)
-    if own is not None:
-        with own(score_floor, top_k):
-            yield
-        return
-    post = getattr(model, "post_process", None)
-    nms, decode = getattr(post, "nms", None), getattr(post, "decode", None)
-    saved = {}
-    for obj, attr in ((decode, "conf_thresh"), (nms, "score_threshold")):
-        if obj is not None and hasattr(obj, attr) and getattr(obj, attr) < score_floor:
-            saved[(obj, attr)] = getattr(obj, attr)
-            setattr(obj, attr, score_floor)
-    if nms is not None and hasattr(nms, "nms_top_k") and not 0 < nms.nms_top_k <= top_k:
-        saved[(nms, "nms_top_k")] = nms.nms_top_k
-        nms.nms_top_k = top_k
-    try:
+    with (own(score_floor, top_k) if own is not None else contextlib.nullcontext()):
         yield
-    finally:
-        for (obj, attr), value in saved.items():
-            setattr(obj, attr, value)
 
 
 class EvalHook(HookBase):

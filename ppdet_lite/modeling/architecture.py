@@ -2,6 +2,7 @@
 post_process. Attribute names ``backbone``, ``neck``, ``yolo_head`` give PaddleDetection's
 state_dict keys.
 """
+import contextlib
 from typing import Dict
 
 import paddle
@@ -37,6 +38,13 @@ class YOLOv3(nn.Layer):
         self.for_mot = for_mot
         self.exclude_post_process = False
         self.exclude_nms = False
+
+    def bounded_eval(self, score_threshold: float, nms_top_k: int):
+        """Context manager: the post-process bounded for training-time evaluation (see
+        ``BBoxPostProcess.bounded``); unbounded without a post-process."""
+        if self.post_process is None:
+            return contextlib.nullcontext()
+        return self.post_process.bounded(score_threshold, nms_top_k)
 
     def forward(self, inputs: Dict[str, paddle.Tensor]) -> Dict[str, paddle.Tensor]:
         image = inputs["image"]

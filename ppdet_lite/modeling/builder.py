@@ -42,8 +42,22 @@ def build_component(cfg: Dict[str, Any], spec, where: str = "", **explicit):
     return create(name, section, where=where, **explicit)
 
 
+def check_train_anchors(cfg: Dict[str, Any]) -> None:
+    """The head's anchors and the TrainReader's Gt2YoloTarget anchors must be the same list."""
+    head = (cfg.get("YOLOv3Head") or {}).get("anchors")
+    reader = cfg.get("TrainReader") or {}
+    for op in reader.get("batch_transforms") or [] if isinstance(reader, dict) else []:
+        if isinstance(op, dict) and "Gt2YoloTarget" in op:
+            targets = (op["Gt2YoloTarget"] or {}).get("anchors")
+            if head is not None and targets is not None and list(map(list, head)) != list(map(list, targets)):
+                raise ConfigError(f"{cfg.source('YOLOv3Head') if hasattr(cfg, 'source') else '<config>'}: "
+                                  "YOLOv3Head.anchors and TrainReader Gt2YoloTarget.anchors differ; set both "
+                                  "to the same list (a YAML anchor &a / *a, as tools/anchor_cluster.py writes)")
+
+
 def build_model(cfg: Dict[str, Any]):
     """The architecture ``cfg['architecture']`` (e.g. YOLOv3) with all its parts built."""
+    check_train_anchors(cfg)
     arch = cfg.get("architecture")
     if not arch:
         raise ConfigError("config has no 'architecture' key; add e.g. 'architecture: YOLOv3'")

@@ -11,13 +11,15 @@ is 1, so every output has a valid shape. Users never see it: ``ppdet_lite.runtim
 every runtime's results go through, drops rows of score 0 (NMS keeps only scores above its
 threshold) at any threshold.
 """
-from typing import List, Optional, Sequence
+import contextlib
+from typing import Iterator, List, Optional, Sequence
 
 import paddle
 import paddle.nn.functional as F
 from paddle.common_ops_import import LayerHelper
 
 from ..core.registry import register
+from ..core.unimplemented import NotImplementedSetting
 
 __all__ = ["iou_aware_rescore", "YOLOBox", "MultiClassNMS", "MatrixNMS", "BBoxPostProcess",
            "pad_empty_images"]
@@ -60,7 +62,7 @@ class YOLOBox:
         self.scale_x_y = scale_x_y
 
     def __call__(self, yolo_head_out: List[paddle.Tensor], anchors: Sequence[Sequence[int]],
-                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor, var_weight=None):
+                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor):
         origin_shape = paddle.cast(im_shape / scale_factor, "int32")
         boxes, scores = [], []
         for i, out in enumerate(yolo_head_out):
@@ -80,10 +82,16 @@ class MultiClassNMS:
     grouped by image, bbox_num [N] int32, index [K,1] or None).
     """
 
+    NOT_IMPLEMENTED = {
+        "trt": NotImplementedSetting((False,), "PaddleDetection's TensorRT NMS trick (nms_eta 1.1 under TRT)",
+                                     "export with run_mode trt_* in deploy; NMS stays multiclass_nms3"),
+        "return_rois_num": NotImplementedSetting((True,), "returning the per-image box count",
+                                                 "it is always returned (bbox_num)"),
+    }
+
     def __init__(self, score_threshold: float = .05, nms_top_k: int = -1, keep_top_k: int = 100,
                  nms_threshold: float = .5, normalized: bool = True, nms_eta: float = 1.0,
-                 background_label: int = -1, return_index: bool = False,
-                 return_rois_num: bool = True, trt: bool = False):
+                 background_label: int = -1, return_index: bool = False):
         self.score_threshold = score_threshold
         self.nms_top_k = nms_top_k
         self.keep_top_k = keep_top_k
@@ -92,8 +100,6 @@ class MultiClassNMS:
         self.nms_eta = nms_eta
         self.background_label = background_label
         self.return_index = return_index
-        self.return_rois_num = return_rois_num
-        self.trt = trt
 
     def __call__(self, bboxes, score, background_label: Optional[int] = None):
         bg = self.background_label if background_label is None else background_label
@@ -182,13 +188,34 @@ class BBoxPostProcess:
     nms index or None). Images without detections get a dummy row (see module doc).
     """
 
-    def __init__(self, num_classes: int = 80, decode=None, nms=None, export_onnx: bool = False,
-                 export_eb: bool = False):
+    NOT_IMPLEMENTED = {
+        "export_onnx": NotImplementedSetting((False,), "an ONNX-friendly post-process graph",
+                                             "tools/export_model.py --onnx converts the exported program"),
+        "export_eb": NotImplementedSetting((False,), "the edge-board export variant"),
+    }
+
+    def __init__(self, num_classes: int = 80, decode=None, nms=None):
         self.num_classes = num_classes
         self.decode = decode
         self.nms = nms
-        self.export_onnx = export_onnx
-        self.export_eb = export_eb
+
+    @contextlib.contextmanager
+    def bounded(self, score_threshold: float, nms_top_k: int) -> Iterator[None]:
+        """For training-time evaluation: scores below ``score_threshold`` dropped and at most
+        ``nms_top_k`` boxes per image before NMS; the settings come back afterwards."""
+        saved = []
+        for obj, attr in ((self.decode, "conf_thresh"), (self.nms, "score_threshold")):
+            if obj is not None and hasattr(obj, attr) and getattr(obj, attr) < score_threshold:
+                saved.append((obj, attr, getattr(obj, attr)))
+                setattr(obj, attr, score_threshold)
+        if self.nms is not None and hasattr(self.nms, "nms_top_k") and not 0 < self.nms.nms_top_k <= nms_top_k:
+            saved.append((self.nms, "nms_top_k", self.nms.nms_top_k))
+            self.nms.nms_top_k = nms_top_k
+        try:
+            yield
+        finally:
+            for obj, attr, value in saved:
+                setattr(obj, attr, value)
 
     def __call__(self, head_out, anchors, im_shape, scale_factor):
         if self.nms is None:

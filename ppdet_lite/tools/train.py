@@ -11,26 +11,28 @@ def main(argv=None) -> None:
     parser.add_argument("--amp", action="store_true", help="mixed precision (GPU; a no-op on CPU)")
     parser.add_argument("--fleet", action="store_true", help="multi-node training through paddle.distributed.fleet")
     parser.add_argument("--use_vdl", action="store_true", help="write VisualDL scalars (losses, lr, mAP)")
-    parser.add_argument("--vdl_log_dir", default="vdl_log_dir/scalar", help="VisualDL log directory")
+    parser.add_argument("--vdl_log_dir", default=None, help="VisualDL log directory (default vdl_log_dir/scalar)")
     args = parser.parse_args(argv)
 
     cfg, slim_cfg = load_configs(args)
-    cfg.update(amp=args.amp, fleet=args.fleet, use_vdl=args.use_vdl, vdl_log_dir=args.vdl_log_dir)
+    # flags given on the command line win; absent ones leave the config's values alone
+    for key, value in (("amp", args.amp), ("fleet", args.fleet), ("use_vdl", args.use_vdl),
+                       ("vdl_log_dir", args.vdl_log_dir)):
+        if value:
+            cfg[key] = value
+    from ..engine.report_hooks import SummaryHook
     from ..engine.trainer import Trainer
 
+    hooks = [SummaryHook()]
     if slim_cfg is None:
-        trainer = Trainer(cfg, mode="train", seed=args.seed)
+        trainer = Trainer(cfg, mode="train", seed=args.seed, hooks=hooks)
     else:
-        from ..slim import build_distill_loss, build_slim_model, distill_trainer
+        from ..slim.builder import build_slim_trainer
 
-        model, teacher, _ = build_slim_model(cfg, slim_cfg, "train")
-        trainer = Trainer(cfg, mode="train", seed=args.seed, model=model)
-        if teacher is not None:
-            distill_trainer(trainer, teacher, build_distill_loss(slim_cfg))
+        trainer = build_slim_trainer(cfg, slim_cfg, seed=args.seed, hooks=hooks)
     if args.resume:
         trainer.resume(args.resume)
-    metrics = trainer.train(validate=args.eval)
-    trainer.summarize(metrics, validate=args.eval)
+    trainer.train(validate=args.eval)
 
 
 def cli() -> None:
