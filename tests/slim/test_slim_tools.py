@@ -23,12 +23,12 @@ QAT_CFG = os.path.join(ROOT, "configs", "slim", "quant", "ppyolo_tiny_shapes_qat
 DEMO = os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml")
 
 
-def tool(name, *args, cwd):
-    """Run tools/<name>.py; returns its output (stdout + stderr), failing the test on exit != 0."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", f"{name}.py"), *args],
+def tool(name, *args, cwd, folder="tools"):
+    """Run <folder>/<name>.py; returns its output (stdout + stderr), failing the test on exit != 0."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, folder, f"{name}.py"), *args],
                           cwd=cwd, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"tools/{name}.py {' '.join(args)} failed:\n{out[-4000:]}"
+    assert proc.returncode == 0, f"{folder}/{name}.py {' '.join(args)} failed:\n{out[-4000:]}"
     return out
 
 
@@ -140,6 +140,25 @@ def test_prune_distill_story_end_to_end(work):
     assert len(cuts) == 3 and min(cuts) >= 40, table
     assert "pruning cost" in out and "distillation over the plain fine-tune" in out
     assert (work / "story" / "ppyolo_tiny_shapes_distill_prune" / "model.pdmodel").is_file()
+
+
+@pytest.mark.slow  # a QAT fine-tune and a PTQ calibration, each evaluated through Paddle Inference
+def test_quant_and_post_quant_scripts_write_int8_models(work):
+    """slim/post_quant.py and slim/quant.py on the demo slim configs: int8 programs Paddle
+    Inference runs, and the comparison table."""
+    base = str(work / "base.pdparams")
+    ptq = os.path.join(ROOT, "configs", "slim", "post_quant", "ppyolo_tiny_shapes_ptq.yml")
+    out = tool("post_quant", "-c", DEMO, "--slim_config", ptq, "--output_dir", str(work / "ptq"),
+               *opts(work), "weights=" + base, cwd=work, folder="slim")
+    assert re.search(r"\nFP32 +\d\.\d{3}", out) and re.search(r"\nPTQ INT8 +\d\.\d{3}", out), out[-3000:]
+    out = tool("quant", "-c", DEMO, "--slim_config", QAT_CFG, "--output_dir", str(work / "qat"),
+               *opts(work, pretrain_weights=base), cwd=work, folder="slim")
+    assert re.search(r"QAT INT8 \(Inference\) +\d\.\d{3}", out), out[-3000:]
+    for model_dir in (work / "ptq" / "ppyolo_tiny_shapes_ptq", work / "qat" / "ppyolo_tiny_shapes_qat"):
+        ops = program_ops(str(model_dir / "model.pdmodel"))
+        assert ops & {"quantize_linear", "dequantize_linear"}, sorted(ops)
+        bbox, _ = run_inference(inference_predictor(str(model_dir)), random_inputs([3, SIZE, SIZE]))[:2]
+        assert bbox.shape[1] == 6
 
 
 @pytest.mark.parametrize("script, slim_config, message", [
