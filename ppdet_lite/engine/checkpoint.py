@@ -1,12 +1,22 @@
-"""Checkpoints in PaddleDetection's file layout, written atomically, and weight loading by key.
+"""Checkpoints in PaddleDetection's file layout, written as one consistent set, and weight loading by key.
 
 A checkpoint ``<dir>/<name>`` is up to three files, as PaddleDetection writes them:
 ``.pdparams`` (the weights to evaluate: EMA weights when EMA is on), ``.pdema`` (the raw training
-weights when EMA is on) and ``.pdopt`` (optimizer state plus ``last_epoch`` and our trainer state).
-Every file is written to a temporary name and renamed, so a kill during a save leaves the previous
-checkpoint whole.
+weights when EMA is on) and ``.pdopt`` (optimizer state plus ``last_epoch`` and our trainer state),
+plus ``<name>.ckpt.json``, the manifest: the save id and each file's size and SHA-256.
+
+A save writes every file under a temporary name (fsynced), then the new manifest under a temporary
+name, renames the files into place and the manifest last. Whatever moment a crash hits, the files on
+disk match either the manifest or the pending one; a reader that finds a mixed set refuses it
+(``ConfigError``) instead of resuming epoch 5's optimizer with epoch 3's weights. A checkpoint without
+a manifest (PaddleDetection's) loads as it is. Files are read with ``utils.safe_pickle``: a file that
+would run code when unpickled is refused.
 """
+import glob
+import hashlib
+import json
 import os
+import time
 from typing import Any, Dict, Optional
 
 import paddle
@@ -14,6 +24,7 @@ import paddle
 from ..core.errors import ConfigError
 from ..utils.download import download, is_url
 from ..utils.logger import get_logger
+from ..utils.safe_pickle import load_checkpoint_file
 
 logger = get_logger(__name__)
 
@@ -37,29 +48,104 @@ def resolve(path_or_url: str) -> str:
     return path
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``paddle.save`` to ``path`` through a temporary file in the same directory."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+MANIFEST = ".ckpt.json"
+# paddle.save bookkeeping entries of a state dict, not tensors
+_PADDLE_META = ("StructuredToParameterName@@", "UnpackBigParamInfor@@")
+
+
+def _fsync_write(path: str, write) -> None:
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _digest(path: str) -> Dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def _fsync_dir(path: str) -> None:
     try:
-        paddle.save(obj, tmp)
-        os.replace(tmp, path)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.close(fd)
 
 
 def save_checkpoint(save_dir: str, name: str, weights: Dict[str, Any], raw_weights=None,
                     optimizer_state: Optional[Dict[str, Any]] = None) -> str:
-    """Write ``<save_dir>/<name>.pdparams`` (+ ``.pdema``, ``.pdopt``); returns the path prefix."""
+    """Write ``<save_dir>/<name>.pdparams`` (+ ``.pdema``, ``.pdopt``) and its manifest as one set;
+    returns the path prefix. Temporary files of an interrupted earlier save are removed first."""
     os.makedirs(save_dir, exist_ok=True)
     prefix = os.path.join(save_dir, name)
-    # .pdparams last: its presence marks a complete checkpoint for readers that look for it.
-    if optimizer_state is not None:
-        atomic_save(optimizer_state, prefix + ".pdopt")
-    if raw_weights is not None:
-        atomic_save(raw_weights, prefix + ".pdema")
-    atomic_save(weights, prefix + ".pdparams")
+    for stale in glob.glob(glob.escape(prefix) + ".*tmp-*"):
+        os.remove(stale)
+    tag = f"tmp-{os.getpid()}"
+    parts = [(".pdopt", optimizer_state), (".pdema", raw_weights), (".pdparams", weights)]
+    parts = [(suffix, obj) for suffix, obj in parts if obj is not None]
+    try:
+        for suffix, obj in parts:
+            tmp = f"{prefix}{suffix}.{tag}"
+            paddle.save(obj, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        manifest = {"save_id": f"{time.time_ns()}-{os.getpid()}",
+                    "files": {suffix: _digest(f"{prefix}{suffix}.{tag}") for suffix, _ in parts}}
+        pending = f"{prefix}{MANIFEST}.{tag}"
+        _fsync_write(pending, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        for suffix, _ in parts:  # .pdparams last, then the manifest that commits the set
+            os.replace(f"{prefix}{suffix}.{tag}", prefix + suffix)
+        for suffix in (".pdopt", ".pdema"):  # a file of the previous set this save has no part for
+            if suffix not in manifest["files"] and os.path.exists(prefix + suffix):
+                os.remove(prefix + suffix)
+        os.replace(pending, prefix + MANIFEST)
+        _fsync_dir(save_dir)
+    finally:
+        for leftover in glob.glob(glob.escape(prefix) + f".*{tag}"):
+            os.remove(leftover)
     return prefix
+
+
+def _matches(prefix: str, manifest: Dict[str, Any], suffixes) -> bool:
+    files = manifest.get("files", {})
+    return all(s in files and os.path.isfile(prefix + s) and _digest(prefix + s) == files[s] for s in suffixes)
+
+
+def verify_checkpoint(prefix: str, suffixes=(".pdparams",)) -> None:
+    """``ConfigError`` unless the ``suffixes`` files of ``prefix`` belong to one save: the one its
+    manifest names, or the pending one an interrupted save left (whose renames all happened).
+    Without a manifest there is nothing to check (PaddleDetection's checkpoints)."""
+    path = prefix + MANIFEST
+    if not os.path.isfile(path):
+        return
+    candidates = [path] + sorted(glob.glob(glob.escape(path) + ".tmp-*"))
+    for candidate in candidates:
+        try:
+            with open(candidate) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if _matches(prefix, manifest, suffixes):
+            return
+    present = ", ".join(s for s in (".pdparams", ".pdema", ".pdopt") if os.path.isfile(prefix + s))
+    raise ConfigError(f"{prefix}: the checkpoint files ({present}) do not all come from one save (a save was "
+                      f"interrupted between its renames, or a file was replaced by hand); refusing a mixed set. "
+                      f"Use an earlier checkpoint in {os.path.dirname(prefix) or '.'} (epoch numbers), or, to "
+                      f"start from these weights anyway, delete {path}.")
+
+
+def read_state(path: str) -> Dict[str, Any]:
+    """A ``paddle.save`` state dict read safely (numpy arrays), without paddle's bookkeeping keys."""
+    return {k: v for k, v in load_checkpoint_file(path).items() if k not in _PADDLE_META}
 
 
 def _head_output_key(key: str) -> bool:
@@ -106,7 +192,8 @@ def load_weights(model: paddle.nn.Layer, path_or_url: str, partial: bool = False
     log what did not.
     """
     path = resolve(path_or_url)
-    ckpt = paddle.load(path)
+    verify_checkpoint(strip_suffix(path))
+    ckpt = read_state(path)
     model_state = model.state_dict()
     matched, report = match_state(model_state, ckpt, partial)
     if not partial and (report["missing"] or report["unexpected"] or report["mismatched"]):
@@ -157,15 +244,14 @@ def optimizer_state_from_structured(state: Dict[str, Any], model: paddle.nn.Laye
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
-    """Read a training checkpoint for ``--resume``: weights, raw (EMA) weights, optimizer state."""
+    """Read a training checkpoint for ``--resume``: weights, raw (EMA) weights, optimizer state,
+    all from one save (else ``ConfigError``)."""
     params = resolve(path)
     prefix = strip_suffix(params)
-    state = {"weights": paddle.load(params), "raw_weights": None, "optimizer": None}
-    if os.path.isfile(prefix + ".pdema"):
-        state["raw_weights"] = paddle.load(prefix + ".pdema")
-    if os.path.isfile(prefix + ".pdopt"):
-        state["optimizer"] = paddle.load(prefix + ".pdopt")
-    else:
+    if not os.path.isfile(prefix + ".pdopt"):
         raise ConfigError(f"cannot resume from {prefix}: {prefix}.pdopt is missing (it holds the "
                           f"optimizer, schedule and epoch). Use -o weights={prefix} to only load weights.")
-    return state
+    has_raw = os.path.isfile(prefix + ".pdema")
+    verify_checkpoint(prefix, (".pdparams", ".pdopt") + ((".pdema",) if has_raw else ()))
+    return {"weights": read_state(params), "raw_weights": read_state(prefix + ".pdema") if has_raw else None,
+            "optimizer": load_checkpoint_file(prefix + ".pdopt")}

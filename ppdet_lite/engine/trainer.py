@@ -20,7 +20,7 @@ from ..core.unimplemented import NotImplementedSetting, check_not_implemented
 from ..data.builder import build_loader_for
 from ..utils.logger import get_logger
 from . import hooks as H
-from .checkpoint import load_checkpoint, load_weights, optimizer_state_from_structured
+from .checkpoint import load_checkpoint, load_weights, match_state, optimizer_state_from_structured
 from .evaluator import Evaluator
 from .hooks import to_tensors  # noqa: F401  (the trainer's batch conversion, used by callers)
 from .optimizer import ModelEMA, build_lr, build_optimizer
@@ -206,9 +206,19 @@ class Trainer:
         """Restore weights, optimizer, schedule, epoch and the hooks' state (EMA, best AP)."""
         state = load_checkpoint(path)
         raw = state["raw_weights"] if state["raw_weights"] is not None else state["weights"]
-        self.model.set_state_dict(raw)
+        matched, report = match_state(self.model.state_dict(), raw, partial=False)
+        wrong = report["missing"] + report["unexpected"] + report["mismatched"] + report["head_skipped"]
+        if wrong:  # resuming continues one run: every tensor must be this model's
+            raise ConfigError(f"cannot resume from {path}: it is not a checkpoint of this model "
+                              f"({len(wrong)} tensors differ, e.g. {wrong[:3]}); check -c, or start a new "
+                              f"run from its weights with -o pretrain_weights={path}")
+        self.model.set_state_dict(matched)
         opt = dict(state["optimizer"])
         self.start_epoch = int(opt.pop("last_epoch", 0))
+        if self.start_epoch >= self.epochs:
+            raise ConfigError(f"cannot resume from {path}: it finished epoch {self.start_epoch} and the config "
+                              f"trains {self.epochs} epochs, so there is nothing left to train; raise -o epoch=N "
+                              f"(N > {self.start_epoch}) to train on")
         trainer_state = opt.pop("trainer", {})
         for hook in self.hooks:
             hook.load_state_dict(trainer_state)

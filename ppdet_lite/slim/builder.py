@@ -76,9 +76,10 @@ def build_slim_model(cfg: Dict[str, Any], slim_cfg: Dict[str, Any], mode: str = 
             raise ConfigError(f"{where}: no weights to load: pass -o weights=output/<slim config "
                               "name>/model_final (a checkpoint trained with this slim config)")
         if pruned:
-            import paddle
+            from ..engine.checkpoint import read_state, resolve, strip_suffix, verify_checkpoint
 
-            load_pruned_weights(model, paddle.load(resolve(weights)))
+            verify_checkpoint(strip_suffix(resolve(weights)))
+            load_pruned_weights(model, read_state(resolve(weights)))
         elif qat is not None:
             qat(model)
             load_weights(model, weights)

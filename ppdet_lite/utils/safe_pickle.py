@@ -10,6 +10,8 @@ import os
 import pickle
 from typing import Any
 
+import numpy as np
+
 from ..core.errors import ConfigError
 
 # (module, name) pairs a Paddle checkpoint's pickle may import: numpy's array reconstruction.
@@ -18,6 +20,9 @@ _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
     ("collections", "OrderedDict"),
+    # paddle.save writes a non-parameter tensor (optimizer moments, EMA state) as tuple((name, array))
+    ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict"), ("builtins", "set"),
+    ("builtins", "frozenset"),
 }
 
 
@@ -62,4 +67,15 @@ def load_checkpoint_file(path: str) -> Any:
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: holds a {type(obj).__name__}, not the dict of arrays paddle.save writes "
                           "for a state dict")
+    return _unwrap_tensors(obj)
+
+
+def _unwrap_tensors(obj: Any) -> Any:
+    """paddle.save's ``(name, array)`` pairs of saved tensors -> the arrays, as paddle.load reads them."""
+    if isinstance(obj, dict):
+        return type(obj)((k, _unwrap_tensors(v)) for k, v in obj.items())
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
+        return obj[1]
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unwrap_tensors(v) for v in obj)
     return obj

@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ppdet_lite.engine.checkpoint import atomic_save, load_weights, save_checkpoint
+from ppdet_lite.engine.checkpoint import load_weights, save_checkpoint
 from ppdet_lite.engine.trainer import Trainer
 
 from .helpers import tiny_cfg
@@ -40,28 +40,71 @@ def test_resume_matches_straight_run(tmp_path):
     assert abs(straight.lr.get_lr() - resumed.lr.get_lr()) < 1e-12
 
 
-def test_atomic_save_survives_a_kill_mid_write(tmp_path):
-    path = str(tmp_path / "model.pdparams")
-    good = {"w": paddle.ones([4, 4])}
-    atomic_save(good, path)
-    # a child process starts writing a large checkpoint to the same path and is killed mid-write
-    script = textwrap.dedent(f"""
-        import ppdet_lite  # the installed package (zlib before paddle)
-        import paddle
-        from ppdet_lite.engine.checkpoint import atomic_save
-        big = {{f"w{{i}}": paddle.randn([512, 1024]) for i in range(150)}}
-        print("writing", flush=True)
-        atomic_save(big, {path!r})
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "writing"
-    deadline = time.time() + 30
-    while time.time() < deadline and not any(".tmp-" in f for f in os.listdir(tmp_path)):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    loaded = paddle.load(path)
-    assert list(loaded) == ["w"] and float(loaded["w"].sum()) == 16.0
+KILLED_SAVE = """
+import os, signal, sys
+import ppdet_lite  # the installed package (zlib before paddle)
+import numpy as np
+from ppdet_lite.engine import checkpoint
+
+save_dir, epoch, renames = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+real, done = os.replace, [0]
+def replace(src, dst):
+    if done[0] == renames:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 at this rename boundary
+    real(src, dst)
+    done[0] += 1
+os.replace = replace
+w = {"w": np.full([64, 64], epoch, np.float32)}
+checkpoint.save_checkpoint(save_dir, "model_final", w, {"w": w["w"] + 0.5}, {"last_epoch": epoch, "m": w["w"] * 2})
+"""
+
+
+def saved_epoch(state):
+    """The epoch each file of a loaded checkpoint comes from (they must agree)."""
+    return {float(state["weights"]["w"][0, 0]), float(state["raw_weights"]["w"][0, 0]) - 0.5,
+            float(state["optimizer"]["m"][0, 0]) / 2, float(state["optimizer"]["last_epoch"])}
+
+
+@pytest.mark.parametrize("renames", [0, 1, 2, 3, 4])
+def test_a_kill_at_any_rename_leaves_one_consistent_checkpoint_or_a_refusal(tmp_path, renames):
+    from ppdet_lite.core.errors import ConfigError
+    from ppdet_lite.engine.checkpoint import load_checkpoint, read_state, resolve, verify_checkpoint
+
+    save_dir = str(tmp_path / "run")
+    for epoch, kill_at in ((3, 99), (5, renames)):  # epoch 3 saved whole; epoch 5's save is killed
+        proc = subprocess.run([sys.executable, "-c", KILLED_SAVE, save_dir, str(epoch), str(kill_at)])
+        assert proc.returncode == (-signal.SIGKILL if kill_at < 4 else 0)  # a save is 4 renames (3 files + manifest)
+    prefix = os.path.join(save_dir, "model_final")
+    try:
+        state = load_checkpoint(prefix)
+    except ConfigError as e:
+        assert renames in (1, 2) and "do not all come from one save" in str(e)
+    else:  # before any rename: the old set; after the three file renames: the new one
+        assert saved_epoch(state) == ({3.0} if renames == 0 else {5.0})
+    # eval / export read .pdparams alone: it is always one whole file of one save
+    try:
+        verify_checkpoint(prefix)
+        assert float(read_state(resolve(prefix))["w"][0, 0]) in (3.0, 5.0)
+    except ConfigError:
+        assert renames in (1, 2)  # the old manifest no longer vouches for what is on disk
+    # the next save of that name removes the killed save's temporary files and commits a clean set
+    subprocess.run([sys.executable, "-c", KILLED_SAVE, save_dir, "6", "99"], check=True)
+    assert not [f for f in os.listdir(save_dir) if ".tmp-" in f]
+    assert saved_epoch(load_checkpoint(prefix)) == {6.0}
+
+
+def test_resume_refuses_another_models_checkpoint_and_a_finished_run(tmp_path):
+    from ppdet_lite.core.errors import ConfigError
+
+    first = Trainer(tiny_cfg(tmp_path / "a", epoch=1), seed=7)
+    first.train()
+    ckpt = os.path.join(first.save_dir, "model_final")
+    other = Trainer(tiny_cfg(tmp_path / "b", epoch=2, num_classes=9), seed=7)
+    with pytest.raises(ConfigError, match="not a checkpoint of this model"):
+        other.resume(ckpt)
+    done = Trainer(tiny_cfg(tmp_path / "a", epoch=1), seed=7)
+    with pytest.raises(ConfigError, match="finished epoch 1 and the config trains 1 epochs"):
+        done.resume(ckpt)
 
 
 def test_load_weights_reports_mismatches_and_finetune_head(tmp_path):
