@@ -42,7 +42,8 @@ class YOLOv4Head(nn.Layer):
     """``forward(feats, targets=None)``; feats are the neck maps, deepest first.
 
     Training: ``loss(outputs, targets, levels)``. Eval: the output maps (see module doc).
-    ``levels``: per level dict(anchors=[[w, h], ...] in input pixels, scale_x_y, new_coords).
+    ``levels``: per level dict(anchors=[[w, h], ...] in input pixels, scale_x_y, new_coords,
+    mask, all_anchors).
     """
 
     def __init__(self, in_channels: Sequence[int] = (512, 256, 128),
@@ -86,8 +87,11 @@ class YOLOv4Head(nn.Layer):
 
     @property
     def levels(self) -> List[Dict]:
-        return [dict(anchors=a, scale_x_y=s, new_coords=self.new_coords)
-                for a, s in zip(self.anchors, self.scale_x_y)]
+        """Per level: anchors, scale_x_y, new_coords, and (for the loss's anchor matching)
+        the anchor ``mask`` into ``all_anchors``."""
+        return [dict(anchors=a, scale_x_y=s, new_coords=self.new_coords, mask=m,
+                     all_anchors=self.all_anchors)
+                for a, s, m in zip(self.anchors, self.scale_x_y, self.anchor_masks)]
 
     def forward(self, feats: List[paddle.Tensor],
                 targets: Optional[Dict[str, paddle.Tensor]] = None) -> List[paddle.Tensor]:
