@@ -42,6 +42,8 @@ class YOLOv4Head(nn.Layer):
     """``forward(feats, targets=None)``; feats are the neck maps, deepest first.
 
     Training: ``loss(outputs, targets, levels)``. Eval: the output maps (see module doc).
+    ``obj_bias_init`` / ``cls_bias_init`` set the output convs' objectness / class biases
+    (e.g. -4.6, a 0.01 prior, to train from scratch).
     ``levels``: per level dict(anchors=[[w, h], ...] in input pixels, scale_x_y, new_coords,
     mask, all_anchors).
     """
@@ -54,7 +56,8 @@ class YOLOv4Head(nn.Layer):
                  anchor_masks: Sequence[Sequence[int]] = ((6, 7, 8), (3, 4, 5), (0, 1, 2)),
                  scale_x_y: Union[float, Sequence[float]] = (1.05, 1.1, 1.2),
                  new_coords: bool = False, num_classes: int = 80, act: str = "leaky",
-                 sam: bool = False, loss=None, norm_type: str = "bn"):
+                 sam: bool = False, loss=None, norm_type: str = "bn",
+                 obj_bias_init: Optional[float] = None, cls_bias_init: Optional[float] = None):
         super().__init__()
         n = len(in_channels)
         if isinstance(scale_x_y, (int, float)):
@@ -84,6 +87,15 @@ class YOLOv4Head(nn.Layer):
             conv = nn.Conv2D(ch, len(mask) * (num_classes + 5), 1)
             conv.skip_quant = True  # QAT leaves the output convs in float
             self.yolo_outputs.append(conv)
+        if obj_bias_init is not None or cls_bias_init is not None:
+            no = num_classes + 5
+            for conv in self.yolo_outputs:
+                bias = conv.bias.numpy().reshape([-1, no])
+                if obj_bias_init is not None:
+                    bias[:, 4] = obj_bias_init
+                if cls_bias_init is not None:
+                    bias[:, 5:] = cls_bias_init
+                conv.bias.set_value(bias.reshape([-1]))
 
     @property
     def levels(self) -> List[Dict]:
