@@ -123,7 +123,9 @@ def test_convert_tool(tiny_files, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_darknet.py"),
                            "--cfg", fixture("yolov4-tiny"), "--weights",
-                           str(d / "tiny.weights"), "-o", out], capture_output=True, text=True,
+                           str(d / "tiny.weights"), "-o", out, "-c",
+                           os.path.join(ROOT, "configs", "yolov4_tiny.yml")],
+                          capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "loaded 21 conv layers" in proc.stdout and "yolov4_tiny.yml" in proc.stdout
@@ -132,6 +134,7 @@ def test_convert_tool(tiny_files, tmp_path):
     assert set(state) == set(want)
     assert all(np.array_equal(state[k].numpy(), want[k]) for k in want)
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_darknet.py"),
-                          "--cfg", fixture("yolov4-tiny"), "--weights", out, "-o", out + "2"],
+                          "--cfg", fixture("yolov4-tiny"), "--weights", out, "-o", out + "2",
+                          "-c", os.path.join(ROOT, "configs", "yolov4_tiny.yml")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "error:" in bad.stderr
