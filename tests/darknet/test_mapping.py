@@ -138,3 +138,25 @@ def test_convert_tool(tiny_files, tmp_path):
                           "-c", os.path.join(ROOT, "configs", "yolov4_tiny.yml")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "error:" in bad.stderr
+
+
+def test_export_tool_round_trip(tiny_files, tmp_path):
+    """ours (.pdparams) -> tools/export_darknet.py -> .cfg/.weights -> OpenCV == ours."""
+    cv2 = pytest.importorskip("cv2")
+    model, _ = tiny_files
+    params = str(tmp_path / "m.pdparams")
+    paddle.save(model.state_dict(), params)
+    cfg, weights = str(tmp_path / "m.cfg"), str(tmp_path / "m.weights")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_darknet.py"),
+                           "-c", os.path.join(ROOT, "configs", "yolov4_tiny.yml"),
+                           "--weights", params, "--cfg", cfg, "-o", weights, "--size", "64"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    img = np.random.RandomState(0).uniform(0, 1, (1, 3, 64, 64)).astype("float32")
+    net = cv2.dnn.readNetFromDarknet(cfg, weights)
+    net.setInput(img)
+    out = net.forward("conv_36")  # the last output conv (linear)
+    with paddle.no_grad():
+        ours = model.yolo_head(model.neck(model.backbone({"image": paddle.to_tensor(img)})))
+    assert np.abs(out - ours[1].numpy()).max() <= 1e-4
