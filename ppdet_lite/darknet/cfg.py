@@ -112,7 +112,8 @@ class _Reader:
                               f"{kind.__name__}") from None
 
     def fail(self, msg: str):
-        raise ConfigError(f"{self.path}:{self.sec.line}: layer {self.index} [{self.sec.type}]: {msg}")
+        raise ConfigError(f"{self.path}:{self.sec.line}: layer {self.index} "
+                          f"[{self.sec.type}]: {msg}")
 
     def unsupported(self, keys: Sequence[str], ok=lambda v: False):
         for key in keys:
@@ -164,7 +165,8 @@ def resolve(sections: List[Section], width: Optional[int] = None, height: Option
             attrs = dict(filters=filters, size=size, stride=stride, pad=pad, groups=groups,
                          batch_normalize=bool(r.get("batch_normalize", 0)),
                          activation=act_name, in_channels=ci)
-            shape = (filters, (hi + 2 * pad - size) // stride + 1, (wi + 2 * pad - size) // stride + 1)
+            shape = (filters, (hi + 2 * pad - size) // stride + 1,
+                     (wi + 2 * pad - size) // stride + 1)
             layers.append(Layer(index, t, [prev], attrs, shape, sec.line, sec.values))
         elif t == "route":
             srcs = [_abs(v, index, r) for v in _ints(r.get("layers", "", str))]

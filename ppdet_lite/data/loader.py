@@ -213,7 +213,7 @@ def build_dataloader(reader_cfg: Dict[str, Any], dataset: DetDataset, num_classe
     has_mosaic = any("Mosaic" in spec for spec in cfg.get("sample_transforms") or [])
     if has_mosaic and has_mixup:
         raise ConfigError(f"{where}: Mosaic and Mixup in one reader are not supported; keep one")
-    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1) if has_mixup else -1,  # pairs need Mixup
+    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1) if has_mixup else -1,  # pairs: Mixup
                        mosaic_epoch=cfg.get("mosaic_epoch", -1) if has_mosaic else -1)
     if len(dataset) < batch_size and drop_last:
         raise DatasetError(f"{where}: the dataset has {len(dataset)} images, fewer than batch_size "

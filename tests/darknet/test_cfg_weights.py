@@ -9,7 +9,8 @@ from ppdet_lite.darknet.cfg import count_params, parse_cfg_text, resolve
 from ppdet_lite.darknet.weights import read_weights, write_weights
 
 NET = "[net]\nwidth=64\nheight=64\nchannels=3\n"
-CONV = "[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride={s}\npad=1\nactivation=leaky\n"
+CONV = ("[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride={s}\npad=1\n"
+        "activation=leaky\n")
 
 
 def _layers(text):

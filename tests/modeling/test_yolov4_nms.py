@@ -19,7 +19,8 @@ def _criterion(a, b, beta):
     c2 = (max(a[2], b[2]) - min(a[0], b[0])) ** 2 + (max(a[3], b[3]) - min(a[1], b[1])) ** 2
     if c2 == 0:
         return iou
-    rho2 = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2 + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) ** 2
+    rho2 = (((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2
+            + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) ** 2)
     return iou - (rho2 / c2) ** beta
 
 

@@ -20,7 +20,8 @@ __all__ = ["YOLOv4Head"]
 
 
 class SAMHeadConv(nn.Layer):
-    """a = 1x1(x); out = 1x1(a · σ(1x1(a))) — cspx-p7-mish.cfg's [sam] head; [N,ci,H,W] → [N,c,H,W]."""
+    """a = 1x1(x); out = 1x1(a · σ(1x1(a))), cspx-p7-mish.cfg's [sam] head.
+    [N, ci, H, W] → [N, c, H, W]."""
 
     def __init__(self, ch_in: int, ch: int, act: str, norm_type: str):
         super().__init__()

@@ -150,8 +150,9 @@ class YOLOv4Loss(nn.Layer):
         valid = (gt_np[..., 2] > 0) & (gt_np[..., 3] > 0)
         bad = gt_class_np[valid]
         if bad.size and (bad.min() < 0 or bad.max() >= self.num_classes):
-            raise ValueError(f"YOLOv4Loss: gt_class {int(bad.max())} outside 0..{self.num_classes - 1};"
-                             " set num_classes to the dataset's class count")
+            raise ValueError(f"YOLOv4Loss: gt_class {int(bad.max())} outside "
+                             f"0..{self.num_classes - 1}; set num_classes to the dataset's "
+                             "class count")
         obj_norm = self.obj_normalizer
         if isinstance(obj_norm, (int, float)):
             obj_norm = [float(obj_norm)] * len(outputs)
