@@ -28,7 +28,7 @@ target{i}      float32         [na_i, 6+C, H/ds_i, W/ds_i] YOLO targets of level
 Coordinates are continuous pixels: a box covering pixel columns 10..19 is x1=10, x2=20.
 A batch (``build_dataloader``) stacks every key along a new first axis N.
 """
-from . import batch_transforms, transforms, transforms_geometry  # noqa: F401  (register ops)
+from . import batch_transforms, mosaic, transforms, transforms_geometry  # noqa: F401  (ops)
 from .coco import COCODataSet
 from .dataset import DetDataset
 from .image_folder import ImageFolder

@@ -3,7 +3,8 @@
 A subclass implements ``parse_dataset()`` which fills ``self.roidbs`` with raw records (see the
 contract in ``ppdet_lite/data/__init__.py``). The loader calls ``parse_dataset()`` then
 ``set_transform(fn)``; ``__getitem__`` returns ``fn(record)`` -- or ``fn([record, other])`` while
-``epoch < mixup_epoch`` so that the ``Mixup`` op gets its second sample, as PaddleDetection does.
+``epoch < mixup_epoch`` so that the ``Mixup`` op gets its second sample, as PaddleDetection does
+(``fn([record, 3 others])`` while ``epoch < mosaic_epoch``, for ``Mosaic``).
 """
 import os
 from typing import Callable, List, Optional
@@ -35,6 +36,7 @@ class DetDataset(Dataset):
         self.roidbs: Optional[List[dict]] = None
         self.transform: Callable = lambda s: s
         self.mixup_epoch = -1
+        self.mosaic_epoch = -1
         self._epoch = 0
 
     # --- lifecycle used by the loader -------------------------------------------------------
@@ -47,8 +49,9 @@ class DetDataset(Dataset):
     def set_transform(self, transform: Callable) -> None:
         self.transform = transform
 
-    def set_kwargs(self, mixup_epoch: int = -1, **_) -> None:
+    def set_kwargs(self, mixup_epoch: int = -1, mosaic_epoch: int = -1, **_) -> None:
         self.mixup_epoch = mixup_epoch
+        self.mosaic_epoch = mosaic_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch = epoch
@@ -68,6 +71,8 @@ class DetDataset(Dataset):
     def __getitem__(self, idx: int):
         n = len(self.roidbs)
         rec = copy_record(self.roidbs[idx % n])
-        if self.mixup_epoch == 0 or self._epoch < self.mixup_epoch:
+        if self.mosaic_epoch == 0 or self._epoch < self.mosaic_epoch:  # a group of 4 for Mosaic
+            rec = [rec] + [copy_record(self.roidbs[np.random.randint(n)]) for _ in range(3)]
+        elif self.mixup_epoch == 0 or self._epoch < self.mixup_epoch:
             rec = [rec, copy_record(self.roidbs[np.random.randint(n)])]
         return self.transform(rec)

@@ -215,7 +215,11 @@ def build_dataloader(reader_cfg: Dict[str, Any], dataset: DetDataset, num_classe
                              collate_batch=cfg.get("collate_batch", True), catch=True)
     dataset.set_transform(sample_ops)
     has_mixup = any("Mixup" in spec for spec in cfg.get("sample_transforms") or [])
-    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1) if has_mixup else -1)  # pairs need Mixup
+    has_mosaic = any("Mosaic" in spec for spec in cfg.get("sample_transforms") or [])
+    if has_mosaic and has_mixup:
+        raise ConfigError(f"{where}: Mosaic and Mixup in one reader are not supported; keep one")
+    dataset.set_kwargs(mixup_epoch=cfg.get("mixup_epoch", -1) if has_mixup else -1,  # pairs: Mixup
+                       mosaic_epoch=cfg.get("mosaic_epoch", -1) if has_mosaic else -1)
     if len(dataset) < batch_size and drop_last:
         raise DatasetError(f"{where}: the dataset has {len(dataset)} images, fewer than batch_size "
                            f"{batch_size} with drop_last: lower batch_size or set drop_last: false")

@@ -1,2 +1,3 @@
 """Heads; importing this package registers them."""
 from .yolo_head import YOLOv3Head  # noqa: F401
+from .yolov4_head import YOLOv4Head  # noqa: F401
