@@ -1,4 +1,5 @@
-"""ppdet_lite: PaddleDetection's PP-YOLO family, compact and weight-compatible.
+"""ppdet_lite: PaddleDetection's PP-YOLO family, YOLOv4 / Scaled-YOLOv4 (darknet weights in and
+out), compact and weight-compatible.
 
 Public API::
 
@@ -24,8 +25,14 @@ def build_model(cfg):
     return _build(cfg)
 
 
-def load_weights(model, path_or_url: str, **kwargs):
-    """Load a ``.pdparams`` file or URL into ``model``; see ``engine.checkpoint.load_weights``."""
+def load_weights(model, path_or_url: str, darknet_cfg: str = None, **kwargs):
+    """Load a ``.pdparams`` file or URL into ``model`` (``engine.checkpoint.load_weights``), or,
+    with ``darknet_cfg``, a darknet ``.weights`` file trained with that ``.cfg``
+    (``darknet.load_weights``: layers mapped by structure)."""
+    if darknet_cfg is not None:
+        from .darknet import load_weights as _load_darknet
+
+        return _load_darknet(model, path_or_url, darknet_cfg, **kwargs)
     from .engine.checkpoint import load_weights as _load
 
     return _load(model, path_or_url, **kwargs)

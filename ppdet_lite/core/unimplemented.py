@@ -77,8 +77,6 @@ GLOBAL: Dict[str, NotImplementedSetting] = {
 READER: Dict[str, NotImplementedSetting] = {
     "cutmix_epoch": NotImplementedSetting(
         (-1,), "pair samples for a Cutmix op until this epoch", "ppdet_lite has no Cutmix op"),
-    "mosaic_epoch": NotImplementedSetting(
-        (-1,), "feed four samples to a Mosaic op until this epoch", "ppdet_lite has no Mosaic op"),
     "fuse_normalize": NotImplementedSetting(
         (False,), "fold NormalizeImage into the exported model",
         "ppdet_lite's inference models take normalized images; keep NormalizeImage in TestReader"),

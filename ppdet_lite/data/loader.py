@@ -24,7 +24,7 @@ from .dataset import DetDataset
 # reader keys something reads (``inputs_def.image_shape``: export, anchor clustering); the
 # PaddleDetection reader keys ppdet_lite does not implement are in ``core.unimplemented.READER``
 READER_KEYS = {"sample_transforms", "batch_transforms", "batch_size", "shuffle", "drop_last",
-               "mixup_epoch", "use_shared_memory", "collate_batch", "worker_num", "inputs_def",
+               "mixup_epoch", "mosaic_epoch", "use_shared_memory", "collate_batch", "worker_num", "inputs_def",
                "name"}
 DEFAULTS = {"train": dict(shuffle=True, drop_last=True), "eval": dict(shuffle=False, drop_last=False),
             "test": dict(shuffle=False, drop_last=False)}

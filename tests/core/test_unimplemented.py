@@ -19,7 +19,7 @@ PACKAGE = os.path.join(ROOT, "ppdet_lite")
 SWITCHED_ON = {"use_xpu": True, "use_npu": True, "use_mlu": True, "ema_filter_no_grad": True,
                "export_onnx": True, "export_eb": True,
                "slim_method": "LD", "pruner": "UnstructuredPruner",
-               "cutmix_epoch": 100, "mosaic_epoch": 100, "fuse_normalize": True}
+               "cutmix_epoch": 100, "fuse_normalize": True}
 
 
 def write(path, text):

@@ -1,5 +1,4 @@
 """darknet.cfg parsing/resolution errors and the .weights container."""
-import zlib  # noqa: F401  (before paddle)
 
 import numpy as np
 import pytest

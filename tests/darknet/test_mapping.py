@@ -1,6 +1,5 @@
 """Structural mapping: custom-class and custom-anchor cfgs, mismatches named by layer, truncated
 files, the converter (auto-detected config) and tools/convert_darknet.py."""
-import zlib  # noqa: F401  (before paddle)
 import os
 import re
 import subprocess
@@ -160,3 +159,11 @@ def test_export_tool_round_trip(tiny_files, tmp_path):
     with paddle.no_grad():
         ours = model.yolo_head(model.neck(model.backbone({"image": paddle.to_tensor(img)})))
     assert np.abs(out - ours[1].numpy()).max() <= 1e-4
+
+
+def test_the_package_facade_loads_darknet_weights(tiny_files):
+    model, d = tiny_files
+    fresh = build("yolov4_tiny")
+    ppdet_lite.load_weights(fresh, str(d / "tiny.weights"), darknet_cfg=str(d / "ours.cfg"))
+    for key, value in _state(model).items():
+        np.testing.assert_array_equal(_state(fresh)[key], value)

@@ -10,7 +10,6 @@ OpenCV 4.6 quirks handled here: class scores under 0.2 are zeroed in its [yolo] 
 as "ours < 0.2 there"); with new_coords=1 its objectness column is not meaningful, the logistic
 conv blob (compared per layer) and the class columns carry that information.
 """
-import zlib  # noqa: F401  (before paddle)
 
 import numpy as np
 import paddle

@@ -102,10 +102,10 @@ def test_config_errors(shapes_dir):
 
 
 def test_paddledetection_reader_keys_not_implemented(shapes_dir):
-    """cutmix_epoch / mosaic_epoch / fuse_normalize load at their no-op value only."""
+    """cutmix_epoch / fuse_normalize load at their no-op value only (mosaic_epoch is implemented)."""
     loader = build_dataloader(dict(EVAL, cutmix_epoch=-1, mosaic_epoch=-1, fuse_normalize=False,
                                    collate_batch=False), _train_set(shapes_dir), 4, "eval")
     assert next(iter(loader))["image"].shape == [3, 3, 96, 96]
-    for key, on in (("cutmix_epoch", 50), ("mosaic_epoch", 50), ("fuse_normalize", True)):
+    for key, on in (("cutmix_epoch", 50), ("fuse_normalize", True)):
         with pytest.raises(ConfigError, match=rf"^EvalReader: {key}: {on}: ppdet_lite does not implement"):
             build_dataloader(dict(EVAL, **{key: on}), _train_set(shapes_dir), 4, "eval")

@@ -1,6 +1,5 @@
 """Mosaic: where the four images' pixels and boxes land, clipping, dropping of tiny remnants,
 and the dataset grouping driven by mosaic_epoch through build_dataloader."""
-import zlib  # noqa: F401  (before paddle)
 
 import numpy as np
 import pytest

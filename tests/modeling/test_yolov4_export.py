@@ -1,7 +1,6 @@
 """YOLOv4 family: the decode (``YOLOv4Box``, plain ops) vs a numpy darknet decode, and a jit
 export of YOLOv4-tiny / YOLOv4-CSP (new_coords) that runs in Paddle Inference with free H, W and
 gives dygraph's boxes and scores, without ``yolo_box``."""
-import zlib  # noqa: F401  (before paddle)
 import os
 
 import numpy as np

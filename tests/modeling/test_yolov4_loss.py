@@ -1,7 +1,6 @@
 """YOLOv4Loss vs a numpy reference written from darknet's yolo_layer.c description: best-anchor
 and iou_thresh assignment, ignore_thresh, CIoU, normalizers, label smoothing; and a few SGD steps
 of YOLOv4-tiny that lower it."""
-import zlib  # noqa: F401  (before paddle)
 import math
 import os
 

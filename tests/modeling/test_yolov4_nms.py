@@ -1,6 +1,5 @@
 """DIoUNMS (darknet's greedynms / diounms) vs a plain numpy reference written from darknet's
 description: per class, score order, a kept box drops later ones with IoU − (ρ²/c²)^β > t."""
-import zlib  # noqa: F401  (before paddle)
 
 import numpy as np
 import paddle

@@ -1,6 +1,5 @@
 """Trainable parameter counts of the YOLOv4 family (80 classes) equal AlexeyAB's published cfgs,
 to the parameter, and every model describes itself as exactly the cfg's layer list."""
-import zlib  # noqa: F401  (before paddle)
 import os
 
 import paddle
