@@ -1,5 +1,4 @@
 """Shared fixtures for the data tests: one small generated shapes split per session."""
-import zlib  # noqa: F401  (before paddle, see tests/conftest.py)
 
 import pytest
 

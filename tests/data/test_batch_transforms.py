@@ -1,5 +1,4 @@
 """Gt2YoloTarget (best-anchor assignment; identical arrays to PaddleDetection) and BatchRandomResize."""
-import zlib  # noqa: F401
 import copy
 
 import numpy as np

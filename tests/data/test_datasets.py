@@ -1,5 +1,4 @@
 """COCODataSet / VOCDataSet / ImageFolder on small files written here."""
-import zlib  # noqa: F401
 import json
 import os
 

@@ -1,5 +1,4 @@
 """build_dataloader: the Tiny reader over generated shapes with 2 workers; errors name the file."""
-import zlib  # noqa: F401
 import copy
 import os
 import shutil

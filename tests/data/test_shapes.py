@@ -1,5 +1,4 @@
 """Synthetic shapes generator: deterministic, valid COCO, self-generating ShapesDataSet."""
-import zlib  # noqa: F401
 import json
 import multiprocessing as mp
 import os

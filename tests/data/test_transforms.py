@@ -1,5 +1,4 @@
 """Sample transforms: effect on boxes, invariants on random inputs, parity with PaddleDetection."""
-import zlib  # noqa: F401
 import copy
 
 import cv2

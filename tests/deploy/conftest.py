@@ -1,7 +1,6 @@
 """Session fixtures for the deploy tests: test images, PaddleDetection's own Tiny exported by
 PaddleDetection's classes (in a subprocess: ppdet keeps global state), ours exported by
 ``ppdet_lite.export`` together with its dygraph outputs, and the Lite venv's Python."""
-import zlib  # noqa: F401  (before paddle)
 import importlib.util
 import os
 import shutil

@@ -1,5 +1,4 @@
 """Shared pieces of the deploy tests: a test image, weights that give boxes, box comparison."""
-import zlib  # noqa: F401  (before paddle)
 import os
 import socket
 import subprocess

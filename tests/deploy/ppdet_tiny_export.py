@@ -4,7 +4,7 @@ Run in its own process from the repo root (ppdet keeps global state):
     python -m tests.deploy.ppdet_tiny_export OUT_DIR [--size 320] [--num_classes 80] [--seed 0]
 Writes OUT_DIR/model.pdmodel, model.pdiparams and infer_cfg.yml in PaddleDetection's deploy format.
 """
-import zlib  # noqa: F401  (must precede paddle, see PPYOLO_REFERENCE §6)
+import ppdet_lite  # noqa: F401  (first: it loads zlib before paddle)
 import argparse
 import os
 

@@ -1,6 +1,5 @@
 """ppdet_lite.deploy (deploy/python): preprocessing, DetectorPredictor on PaddleDetection's export,
 predictor settings, the threshold rule, the CLI, video."""
-import zlib  # noqa: F401  (before paddle)
 import json
 import os
 

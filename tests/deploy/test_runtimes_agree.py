@@ -2,7 +2,6 @@
 Paddle Inference deploy predictor and the Paddle Lite runner give the same boxes, with Resize
 keep_ratio false and true (Lite: see the xfail, a Lite bug on non-square inputs); on an image
 without detections all three return none, not the padding row, even at threshold 0."""
-import zlib  # noqa: F401  (before paddle)
 import json
 
 import cv2

@@ -1,6 +1,5 @@
 """deploy/serving/server.py (ppdet_lite.deploy.serving) as a real process on a loopback port:
 boxes, bad input, concurrency."""
-import zlib  # noqa: F401  (before paddle)
 import os
 import subprocess
 import time

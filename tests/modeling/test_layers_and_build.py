@@ -1,5 +1,4 @@
 """Shared layers, DropBlock statistics, empty-result padding, the builder and export-friendliness."""
-import zlib  # noqa: F401  (before paddle: see ppdet_lite/__init__.py)
 
 import numpy as np
 import paddle

@@ -1,6 +1,5 @@
 """PP-YOLO Tiny parity with PaddleDetection 2.6.0: same state_dict keys/shapes, same features,
 head outputs, boxes and loss terms for the same weights and inputs."""
-import zlib  # noqa: F401  (before paddle: see ppdet_lite/__init__.py)
 
 import numpy as np
 import paddle

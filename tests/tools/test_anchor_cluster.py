@@ -1,5 +1,4 @@
 """Anchor clustering: planted clusters are recovered; the tool's YAML sets both anchor places."""
-import zlib  # noqa: F401  (before paddle: see ppdet_lite/__init__.py)
 import os
 
 import numpy as np
