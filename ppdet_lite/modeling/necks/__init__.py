@@ -2,3 +2,4 @@
 from .tiny_fpn import PPYOLOTinyFPN  # noqa: F401
 from .ppyolo_fpn import PPYOLOFPN  # noqa: F401
 from .ppyolo_pan import PPYOLOPAN  # noqa: F401
+from .bifpn import BiFPN  # noqa: F401
