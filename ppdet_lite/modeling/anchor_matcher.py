@@ -25,7 +25,8 @@ def label_anchors(anchors: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndar
     num = anchors.shape[0]
     if gt_boxes.shape[0] == 0:
         return np.full([num], BACKGROUND, "int64"), np.zeros([num, 4], "float32"), 0
-    iou = iou_matrix(gt_boxes.astype("float64"), anchors.astype("float64"))  # [M, A]
+    # float32 like the reference, so anchors at IoU ~0.5 fall on the same side
+    iou = iou_matrix(gt_boxes.astype("float32"), anchors.astype("float32"))  # [M, A]
     matches = iou.argmax(0)
     best = iou.max(0)
     matches = np.where(best < unmatched_threshold, BACKGROUND, matches)

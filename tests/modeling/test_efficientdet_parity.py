@@ -83,7 +83,7 @@ def test_feature_maps_match(case):
     """float32: class/box maps within 1e-4 of effdet's; backbone/BiFPN maps within 1e-4, or,
     where effdet's own float32 run is already further than that from its float64 run (deep
     random nets, O(1) calibrated activations), within 3x that own error. float64: both sides
-    agree to 1e-6 (the structure is the same; what is left in float32 is rounding)."""
+    agree to 1e-9 (the structure is the same; what is left in float32 is rounding)."""
     theirs, ours, ours64 = case["theirs"], case["ours"], case["ours64"]
     assert len(ours) == 3 + 3 * case["model"].head.anchors.num_levels
     diffs, bad = {}, {}
@@ -96,7 +96,7 @@ def test_feature_maps_match(case):
              "max_abs_value": float(np.abs(theirs[key]).max())}
         diffs[key] = d
         limit = TOL if key.startswith(("cls", "box")) else max(TOL, 3 * d["effdet_f32_vs_f64"])
-        if d["ours_vs_effdet"] > limit or d["ours_f64_vs_effdet_f64"] > 1e-6:
+        if d["ours_vs_effdet"] > limit or d["ours_f64_vs_effdet_f64"] > 1e-9:
             bad[key] = d
     _report(case["name"], case["size"], "maps", diffs)
     assert not bad, f"{case['name']}: {bad}"
@@ -147,19 +147,26 @@ def test_detections_match_det_bench_predict(case):
     start, report = 0, []
     for i in range(n):
         ref = theirs["detections"][i]
-        ref = ref[ref[:, 4] > 0]
-        got = bbox[start:start + bbox_num[i]]
+        ref = ref[ref[:, 4] > 0]  # rows (x1, y1, x2, y2, score, class + 1), zero padded
+        got = bbox[start:start + bbox_num[i]]  # rows (class, score, x1, y1, x2, y2)
         start += bbox_num[i]
         assert len(got) == len(ref), (i, len(got), len(ref))
-        ref = ref[np.argsort(-ref[:, 4], kind="stable")]
-        got = got[np.argsort(-got[:, 1], kind="stable")]
-        np.testing.assert_array_equal(got[:, 0] + 1, ref[:, 5])
-        score_diff = float(np.abs(got[:, 1] - ref[:, 4]).max())
-        box_diff = float(np.abs(got[:, 2:] - ref[:, :4]).max())
+        # as sets: near-equal scores may swap places, so pair each reference row with the
+        # closest unused row of the same class
+        used = np.zeros(len(got), bool)
+        box_diff = score_diff = 0.
+        for row in ref:
+            cand = np.where(~used & (got[:, 0] + 1 == row[5]))[0]
+            assert len(cand), f"image {i}: no detection of class {row[5] - 1} left for {row}"
+            d = np.abs(got[cand, 2:] - row[:4]).max(1)
+            j = cand[d.argmin()]
+            used[j] = True
+            box_diff = max(box_diff, float(d.min()))
+            score_diff = max(score_diff, float(abs(got[j, 1] - row[4])))
         report.append({"detections": int(len(got)), "score_max_abs": score_diff,
                        "box_max_abs_px": box_diff})
         assert score_diff < TOL
-        assert box_diff < 1e-2  # pixels of a 320 px original: codes x anchor sizes
+        assert box_diff < 1e-2  # pixels of a 320 px original: code errors x anchor sizes
     _report(case["name"], size, "detections", report)
 
 

@@ -93,6 +93,9 @@ def main():
             out[f"{name}_{i}"] = t.numpy()
     if args.float64:  # the same weights and input in float64: how far float32 itself is
         m64 = copy.deepcopy(model).double()
+        for m in m64.modules():  # Paddle keeps BN epsilon as a float32 attribute: use that value
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eps = float(np.float32(m.eps))
         with torch.no_grad():
             f64 = m64.backbone(x.double())
             p64 = m64.fpn(list(f64))
