@@ -2,7 +2,8 @@
 each anchor takes the ground truth of highest IoU; IoU < ``unmatched_threshold`` -> background,
 between the thresholds -> ignored, >= ``match_threshold`` -> positive; then every ground truth
 is forced onto its best anchor (ties: the lower ground-truth index wins). The reference uses
-0.5 / 0.5 (no ignored band).
+0.5 / 0.5 (no ignored band; with a band, the reference would train its anchors as background,
+here they are left out of the class loss).
 """
 from typing import Tuple
 
