@@ -2,6 +2,7 @@
 
     architecture: YOLOv3
     YOLOv3: {backbone: MobileNetV3, neck: PPYOLOTinyFPN, yolo_head: YOLOv3Head, post_process: ...}
+    (EfficientDet: the same with ``head: EfficientDetHead``)
     MobileNetV3: {...}   # one section per component, keys = constructor arguments
 
 Values a component needs from elsewhere are passed explicitly: ``in_channels`` (the previous
@@ -62,13 +63,16 @@ def build_model(cfg: Dict[str, Any]):
     if not arch:
         raise ConfigError("config has no 'architecture' key; add e.g. 'architecture: YOLOv3'")
     parts = dict(cfg.get(arch) or {})
-    for key in ("backbone", "neck", "yolo_head"):
+    # the head's key is also the architecture's argument name: 'yolo_head' (YOLOv3) or 'head'
+    head_key = "yolo_head" if "yolo_head" in parts or "head" not in parts else "head"
+    for key in ("backbone", "neck", head_key):
         if key not in parts:
-            raise ConfigError(f"section {arch!r} needs a {key!r} entry (a component name)")
+            hint = " (or 'head')" if key == "yolo_head" else ""
+            raise ConfigError(f"section {arch!r} needs a {key!r}{hint} entry (a component name)")
     backbone = build_component(cfg, parts.pop("backbone"), f"{arch}.backbone")
     neck = build_component(cfg, parts.pop("neck"), f"{arch}.neck",
                            in_channels=list(backbone.out_channels))
-    head = build_component(cfg, parts.pop("yolo_head"), f"{arch}.yolo_head",
+    head = build_component(cfg, parts.pop(head_key), f"{arch}.{head_key}",
                            in_channels=list(neck.out_channels))
     post = parts.pop("post_process", None)
     if post is not None:
@@ -76,4 +80,4 @@ def build_model(cfg: Dict[str, Any]):
     if "data_format" in cfg and "data_format" in (accepted_keys(lookup(arch)) or ()):
         parts.setdefault("data_format", cfg["data_format"])
     return create(arch, parts, where=f"section {arch!r}", backbone=backbone, neck=neck,
-                  yolo_head=head, post_process=post)
+                  post_process=post, **{head_key: head})
