@@ -9,7 +9,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..data.transforms_geometry import iou_matrix
+from ..runtime.boxes import box_iou
 from .box_coder import encode_boxes
 
 __all__ = ["label_anchors"]
@@ -27,7 +27,7 @@ def label_anchors(anchors: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndar
     if gt_boxes.shape[0] == 0:
         return np.full([num], BACKGROUND, "int64"), np.zeros([num, 4], "float32"), 0
     # float32 like the reference, so anchors at IoU ~0.5 fall on the same side
-    iou = iou_matrix(gt_boxes.astype("float32"), anchors.astype("float32"))  # [M, A]
+    iou = box_iou(gt_boxes.astype("float32"), anchors.astype("float32"), eps=1e-10)  # [M, A]
     matches = iou.argmax(0)
     best = iou.max(0)
     matches = np.where(best < unmatched_threshold, BACKGROUND, matches)
