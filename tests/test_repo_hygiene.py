@@ -1,5 +1,5 @@
 """The house rules a reviewer would otherwise check by hand: no generated files in git, no
-``sys.path`` glue, no import circle inside the package, no import of the package facade from inside
+module-search-path glue, no import circle inside the package, no import of the package facade from inside
 it, and every module says what it is for in its first lines."""
 import ast
 import os
@@ -53,7 +53,7 @@ def python_files():
         yield from (os.path.join(top, n) for n in names if n.endswith(".py"))
 
 
-def test_no_sys_path_manipulation():
+def test_no_import_path_manipulation():
     offenders = []
     for path in python_files():
         with open(path, encoding="utf-8") as f:

@@ -13,21 +13,10 @@ import numpy as np
 from ..core.errors import DatasetError
 from ..core.registry import register
 from ..core.unimplemented import NotImplementedSetting
+from ..runtime.images import IMAGE_EXTS, list_images
 from .coco import coco_categories, read_coco_json
 from .dataset import DetDataset
 from .voc import read_label_list
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def list_images(path: str) -> List[str]:
-    if os.path.isfile(path):
-        return [path] if path.lower().endswith(IMAGE_EXTS) else []
-    found = []
-    for root, _, files in sorted(os.walk(path, followlinks=True)):
-        found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)]
-    return found
-
 
 @register
 class ImageFolder(DetDataset):
@@ -69,7 +58,7 @@ class ImageFolder(DetDataset):
             cand = d if os.path.exists(d) else os.path.join(self.dataset_dir, d)
             if not os.path.exists(cand):
                 raise DatasetError(f"image path not found: {d}; pass existing files or folders")
-            images += list_images(cand)
+            images += list_images(cand, recursive=True)
         if self.sample_num > 0:
             images = images[:self.sample_num]
         if not images:

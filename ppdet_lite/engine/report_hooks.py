@@ -56,6 +56,7 @@ class SummaryHook(HookBase):
     def draw_example(self, weights: str) -> str:
         import cv2
 
+        from ..runtime.images import read_image
         from ..utils.visualize import draw_boxes
         from .predictor import Detector
 
@@ -65,7 +66,7 @@ class SummaryHook(HookBase):
         res = det.predict(image)
         os.makedirs(t.save_dir, exist_ok=True)
         path = os.path.join(t.save_dir, "example_prediction.jpg")
-        bgr = cv2.imread(image)
+        bgr = read_image(image)[:, :, ::-1].copy()
         zoom = max(1, int(np.ceil(384 / min(bgr.shape[:2]))))  # small demo images: labels stay readable
         bgr = cv2.resize(bgr, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
         cv2.imwrite(path, draw_boxes(bgr, res["boxes"] * zoom, res["class_ids"], res["scores"], det.names))

@@ -24,7 +24,7 @@ from .checkpoint import load_checkpoint, load_weights, match_state, optimizer_st
 from .evaluator import Evaluator
 from .hooks import to_tensors  # noqa: F401  (the trainer's batch conversion, used by callers)
 from .optimizer import ModelEMA, build_lr, build_optimizer
-from .report_hooks import ModelInfoHook, SummaryHook
+from .report_hooks import ModelInfoHook
 
 logger = get_logger(__name__)
 
@@ -294,14 +294,6 @@ class Trainer:
         self.optimizer.clear_grad()
         self.lr.step()
         return losses
-
-    def summarize(self, metrics: Dict[str, float], validate: bool) -> None:
-        """Final lines of a run and the example image (``SummaryHook``), for callers of ``train``
-        that did not register that hook."""
-        self.metrics, self.validate = metrics, validate
-        hook = SummaryHook()
-        hook.trainer = self
-        hook.after_train()
 
     # ------------------------------------------------------------------ evaluation
     @property

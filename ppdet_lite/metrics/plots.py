@@ -15,20 +15,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..runtime.boxes import box_iou
+
 WHITE, BLACK, GREY, BLUE = (255, 255, 255), (0, 0, 0), (220, 220, 220), (200, 90, 20)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU [A,B] of xyxy boxes a [A,4], b [B,4] (continuous coordinates)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]),
-                 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.nan_to_num(inter / (area_a[:, None] + area_b[None, :] - inter))
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -58,7 +48,7 @@ class ConfusionMatrix:
         gt_class = np.asarray(gt_class).reshape(-1).astype(np.int64)
         ignore = np.zeros(len(gt_class), bool) if ignore is None else np.asarray(ignore, bool).reshape(-1)
         pcls, bg = pred[:, 0].astype(np.int64), self.num_classes
-        iou = box_iou(gt_box, pred[:, 2:])
+        iou = box_iou(np.asarray(gt_box, np.float64), np.asarray(pred[:, 2:], np.float64))
         gi, pi = np.nonzero(iou >= self.iou_thresh)
         if len(gi):
             order = np.argsort(-iou[gi, pi], kind="stable")

@@ -24,26 +24,16 @@ import numpy as np
 
 from ..core.errors import DatasetError
 from ..utils.logger import get_logger
+from ..runtime.boxes import box_iou
 from .plots import ConfusionMatrix
 
 logger = get_logger(__name__)
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray, normalized: bool = False) -> np.ndarray:
-    """IoU [P,G] of xyxy boxes a [P,4], b [G,4]; pixel boxes count ``+1`` per side (VOC rule).
-
-    Boxes that do not strictly overlap get 0 (also when ``+1`` would make them touch)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    one = 0.0 if normalized else 1.0
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    overlap = (lt < rb).all(-1)
-    inter = np.prod(rb - lt + one, axis=-1)
-    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / (area_a[:, None] + area_b[None, :] - inter)
-    return np.where(overlap, iou, 0.0)
+    """IoU [P,G] of xyxy boxes (VOC rule: pixel boxes count ``+1`` per side; boxes that do not
+    strictly overlap get 0): ``runtime.boxes.box_iou`` in float64."""
+    return box_iou(np.asarray(a, np.float64), np.asarray(b, np.float64), pixel_offset=0.0 if normalized else 1.0)
 
 
 def match_image(pred_box: np.ndarray, pred_cls: np.ndarray, gt_box: np.ndarray,

@@ -158,13 +158,6 @@ def distill_wrapper(teacher: nn.Layer, distill_loss: nn.Layer) -> Callable[[nn.L
     return lambda student: DistillModel(student, teacher, distill_loss)
 
 
-def distill_trainer(trainer, teacher: nn.Layer, distill_loss: nn.Layer) -> DistillModel:
-    """Deprecated (until its last callers pass ``train_wrapper=distill_wrapper(...)``): the same
-    wrapper for a trainer already built, before ``train``. Returns the wrapper."""
-    trainer.set_train_wrapper(distill_wrapper(teacher, distill_loss))
-    return trainer.train_model
-
-
 def teacher_from(cfg: Dict, weights: str) -> nn.Layer:
     """Build the model of ``cfg`` and load ``weights`` into it (a frozen teacher)."""
     from ..engine.checkpoint import load_weights

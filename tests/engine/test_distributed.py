@@ -62,7 +62,7 @@ def test_two_process_cpu_training_keeps_ranks_identical(tmp_path, distill):
     assert diff < 1e-6, diff
     # only rank 0 wrote checkpoints and logged
     saved = sorted(os.listdir(tmp_path / "output" / "ppyolo_tiny_shapes"))
-    assert saved == ["model_final.pdema", "model_final.pdopt", "model_final.pdparams"], saved
+    assert saved == ["model_final.ckpt.json", "model_final.pdema", "model_final.pdopt", "model_final.pdparams"], saved
     rank_logs = {name: text for name, text in logs.items() if name.startswith("workerlog")}
     assert "saved checkpoint" in rank_logs["workerlog.0"]
     assert ("distill_loss" in rank_logs["workerlog.0"]) == distill

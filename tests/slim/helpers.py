@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 
 import ppdet_lite
+from ppdet_lite.runtime.boxes import box_iou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(ROOT, "configs", "ppyolo_tiny_shapes.yml")
@@ -91,16 +92,6 @@ def eval_inputs(batch):
     return {k: batch[k] for k in ("image", "im_shape", "scale_factor")}
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes [A,4] x [B,4] -> [A,B]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
-
-
 def compare_candidates(ref, out, top: int = 50):
     """For each image's ``top`` best ``ref`` candidates (decoded boxes [N,M,4], scores [N,nc,M],
     as exported with ``export.nms: false``): IoU with the same candidate's box in ``out``,
@@ -110,7 +101,7 @@ def compare_candidates(ref, out, top: int = 50):
     ious, dscore, same = [], [], []
     for n in range(rb.shape[0]):
         idx = np.argsort(-rs[n].max(0))[:top]
-        ious.append(np.diag(box_iou(rb[n, idx], ob[n, idx])))
+        ious.append(np.diag(box_iou(rb[n, idx], ob[n, idx], eps=1e-9)))
         dscore.append(np.abs(rs[n][:, idx] - os_[n][:, idx]))
         same.append(rs[n][:, idx].argmax(0) == os_[n][:, idx].argmax(0))
     return np.concatenate(ious), np.concatenate(dscore, axis=None), np.concatenate(same)
@@ -125,7 +116,7 @@ def matched_fraction(ref, ref_num, other, other_num, top: int = 5, iou: float = 
         if len(o) == 0:
             hits += [False] * len(r)
             continue
-        ious = box_iou(r[:, 2:], o[:, 2:])
+        ious = box_iou(r[:, 2:], o[:, 2:], eps=1e-9)
         hits += list(((ious >= iou) & (r[:, None, 0] == o[None, :, 0])).any(1))
     return float(np.mean(hits)) if hits else 1.0
 

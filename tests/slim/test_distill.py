@@ -8,7 +8,7 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.slim import DistillModel, DistillYOLOv3Loss, distill_trainer, load_slim_config
+from ppdet_lite.slim import DistillModel, DistillYOLOv3Loss, load_slim_config
 from ppdet_lite.slim.distill import distill_wrapper, head_pairs
 
 from .helpers import ROOT, fixed_batch, overrides, tiny_cfg
@@ -105,9 +105,12 @@ def test_distillation_lowers_its_loss_and_leaves_the_teacher_untouched(setup):
 def test_a_teacher_with_other_anchors_is_rejected(setup):
     cfg, _, _ = setup
     student = ppdet_lite.build_model(cfg)
-    other = dict(cfg, YOLOv3Head=dict(cfg["YOLOv3Head"], anchors=[[a + 5, b + 5] for a, b in
-                                                                   cfg["YOLOv3Head"]["anchors"]]))
-    teacher = ppdet_lite.build_model(other)
+    anchors = [[a + 5, b + 5] for a, b in cfg["YOLOv3Head"]["anchors"]]
+    reader = dict(cfg["TrainReader"], batch_transforms=[
+        {"Gt2YoloTarget": dict(op["Gt2YoloTarget"], anchors=anchors)} if "Gt2YoloTarget" in op else op
+        for op in cfg["TrainReader"]["batch_transforms"]])  # a consistent config of its own
+    teacher = ppdet_lite.build_model(dict(cfg, YOLOv3Head=dict(cfg["YOLOv3Head"], anchors=anchors),
+                                          TrainReader=reader))
     with pytest.raises(ConfigError, match="anchors"):
         DistillModel(student, teacher, DistillYOLOv3Loss())
 
@@ -128,15 +131,6 @@ def test_trainer_wrapper_trains_and_checkpoints_the_student_only(setup, tmp_path
     assert set(saved) == set(trainer.model.state_dict())
     for k, v in teacher.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
-
-
-def test_deprecated_distill_trainer_sets_the_same_wrapper(setup, tmp_path):
-    from ppdet_lite.engine.trainer import Trainer
-
-    cfg, _, _ = setup
-    trainer = Trainer(cfg.__class__({**cfg, "save_dir": str(tmp_path)}), "train", seed=0)
-    wrapper = distill_trainer(trainer, ppdet_lite.build_model(cfg), DistillYOLOv3Loss())
-    assert trainer.train_model is wrapper and wrapper.student_model is trainer.model
 
 
 def test_distill_slim_config_splits_teacher_and_student(tmp_path):

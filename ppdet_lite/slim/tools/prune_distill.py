@@ -147,20 +147,19 @@ def prune_student(args, cfg, slim_cfg, model, evaluate, shape):
 def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
     """Fine-tune a model of ``state``'s (pruned) shapes; with ``teacher``, distil from it.
     Returns the model holding the final (EMA) weights."""
-    import paddle
     import yaml
 
     from ...engine.trainer import Trainer
-    from .. import build_distill_loss, distill_trainer, load_pruned_weights
+    from ...engine.checkpoint import read_state
+    from .. import build_distill_loss, distill_wrapper, load_pruned_weights
 
     run_cfg = _with(cfg, filename=name, **({"epoch": epochs} if epochs else {}))
     model = load_pruned_weights(build_model(cfg), state)
-    trainer = Trainer(run_cfg, mode="train", seed=run_cfg.get("seed", 0), model=model)
-    if teacher is not None:
-        distill_trainer(trainer, teacher, build_distill_loss(slim_cfg))
+    wrapper = distill_wrapper(teacher, build_distill_loss(slim_cfg)) if teacher is not None else None
+    trainer = Trainer(run_cfg, mode="train", seed=run_cfg.get("seed", 0), model=model, train_wrapper=wrapper)
     trainer.train(validate=True)
     final = os.path.join(trainer.save_dir, "model_final.pdparams")
-    load_pruned_weights(trainer.model, paddle.load(final))  # the (EMA) weights, as exported
+    load_pruned_weights(trainer.model, read_state(final))  # the (EMA) weights, as exported
     with open(os.path.join(trainer.save_dir, "slim_info.yml"), "w") as f:
         f.write("# pruned weights: load with ppdet_lite.slim.load_pruned_weights(model, "
                 "paddle.load('model_final.pdparams'))\n")
