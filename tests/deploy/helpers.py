@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -132,6 +133,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_server(model_dir: str, *flags: str, env=None):
+    """``deploy/serving/server.py`` on a free loopback port, once ``/health`` answers:
+    (process, base URL, port). Stop it with ``stop_server``."""
+    from ppdet_lite.deploy.client import request
+
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, "deploy/serving/server.py", "--model_dir", model_dir, "--port", str(port),
+                             *flags], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, **(env or {})))
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + 90
+    while True:
+        try:
+            if request(url + "/health", timeout=2)[0] == 200:
+                return proc, url, port
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"server did not start:\n{stop_server(proc)[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop_server(proc) -> str:
+    """Terminate (then kill) a ``start_server`` process; returns what it printed."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=20)[0] or ""
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0] or ""
+    except ValueError:  # output already read
+        return ""
 
 
 def run(args, timeout: float = 240, **kw) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 import yaml
 
 from ppdet_lite.deploy.predictor import DetectorPredictor
@@ -9,6 +10,8 @@ from ppdet_lite.export.inference import inference_predictor, run_inference
 
 from .conftest import SIZE, export_ours
 from .helpers import PYTHON, REPO, dygraph_boxes, run, same_boxes
+
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
 
 
 def test_export_writes_paddledetection_deploy_format(ours_tiny):

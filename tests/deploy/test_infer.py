@@ -14,6 +14,8 @@ from ppdet_lite.runtime.preprocess import NormalizeImage, Resize, build_ops
 
 from .helpers import PYTHON, calibration_image, run, same_boxes
 
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
+
 
 def test_resize_and_normalize_match_paddledetection_formulas():
     im = np.arange(300 * 500 * 3, dtype=np.uint8).reshape(300, 500, 3)

@@ -11,6 +11,8 @@ from ppdet_lite.export import lite_x86_int8 as x86_int8
 
 from .helpers import PYTHON, REPO, check_lite_x86, run
 
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
+
 
 def test_x86_nb_of_paddledetection_tiny_matches(ppdet_tiny, image_files, lite_python, run_boxes,
                                                  work):

@@ -14,6 +14,8 @@ from ppdet_lite.export.onnx_export import check_convertible, export_onnx, onnx_r
 from .conftest import export_ours
 from .helpers import PYTHON, REPO, run, same_boxes
 
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
+
 
 def assert_onnx_matches_paddle(model_dir: str, onnx_path: str, image_files) -> None:
     det = DetectorPredictor(model_dir)

@@ -3,15 +3,13 @@ image, wait for the drawing, read the box list from the page, compare it with ``
 move the threshold slider, pick a sample, and keep a screenshot."""
 import os
 import shutil
-import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from ppdet_lite.deploy.client import predict, request
+from ppdet_lite.deploy.client import predict
 
-from .helpers import PYTHON, REPO, free_port, json_rows
+from .helpers import json_rows, start_server, stop_server
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 try:
@@ -34,29 +32,9 @@ pytestmark = [
 def page_server(ours_tiny, image_files, tmp_path_factory):
     samples = tmp_path_factory.mktemp("samples")
     shutil.copy(image_files[1], samples / "sample.jpg")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([PYTHON, "deploy/serving/server.py", "--model_dir", ours_tiny.dir, "--port", str(port),
-                             "--workers", "1", "--threshold", "0.2", "--samples_dir", str(samples)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if request(url + "/health", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"server did not start:\n{proc.stdout.read()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    proc, url, _ = start_server(ours_tiny.dir, "--workers", "1", "--threshold", "0.2", "--samples_dir", str(samples))
+    yield url
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")

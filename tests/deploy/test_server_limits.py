@@ -16,43 +16,17 @@ import pytest
 
 from ppdet_lite.deploy.client import multipart_body, predict, request
 
-from .helpers import PYTHON, REPO, calibration_image, free_port
+from .helpers import PYTHON, REPO, calibration_image, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
 
-def start(model_dir, *flags, env=None):
-    port = free_port()
-    proc = subprocess.Popen([PYTHON, "deploy/serving/server.py", "--model_dir", model_dir, "--port", str(port),
-                             *flags], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, **(env or {})))
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 90
-    while True:
-        try:
-            if request(url + "/health", timeout=2)[0] == 200:
-                return proc, url, port
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"server did not start:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(0.3)
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        return proc.communicate(timeout=20)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()[0]
-
-
 @pytest.fixture(scope="module")
 def limited(ours_tiny):
-    proc, url, port = start(ours_tiny.dir, "--workers", "1", "--queue", "2", "--max_mb", "2",
+    proc, url, port = start_server(ours_tiny.dir, "--workers", "1", "--queue", "2", "--max_mb", "2",
                             "--max_megapixels", "4", "--read_timeout", "2")
     yield url, port, proc
-    log = stop(proc)
+    log = stop_server(proc)
     assert "Traceback" not in log, log[-3000:]  # no request, however bad, left a traceback
 
 
@@ -155,7 +129,7 @@ def test_beyond_loopback_an_api_token_is_required(ours_tiny):
                            "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={k: v for k, v in os.environ.items() if k != "PPDET_API_TOKEN"})
     assert proc.returncode == 2 and "--api_token" in proc.stderr and "Traceback" not in proc.stderr
-    server, url, _ = start(ours_tiny.dir, "--workers", "1", env={"PPDET_API_TOKEN": "s3cret"})
+    server, url, _ = start_server(ours_tiny.dir, "--workers", "1", env={"PPDET_API_TOKEN": "s3cret"})
     try:
         assert predict(url, jpeg())[0] == 401
         assert request(url + "/metadata")[0] == 401
@@ -166,7 +140,7 @@ def test_beyond_loopback_an_api_token_is_required(ours_tiny):
             assert resp.status == 200
         assert request(url + "/metadata?token=s3cret")[0] == 200
     finally:
-        stop(server)
+        stop_server(server)
 
 
 def test_bad_model_dir_is_one_line_exit_2(tmp_path):
@@ -198,7 +172,7 @@ def rss_kb(pid):
 def test_200_mixed_concurrent_requests(ours_tiny):
     """Valid, large, bombs, chunked and slow clients at once: no 5xx but 503s past the queue bound,
     /health under 100 ms throughout, memory back near its warm level afterwards."""
-    proc, url, port = start(ours_tiny.dir, "--workers", "2", "--queue", "8", "--max_mb", "4",
+    proc, url, port = start_server(ours_tiny.dir, "--workers", "2", "--queue", "8", "--max_mb", "4",
                             "--max_megapixels", "8", "--read_timeout", "3")
     try:
         small, large, bomb = jpeg(), jpeg(1500, 2000, seed=1), png_bomb()
@@ -253,5 +227,5 @@ def test_200_mixed_concurrent_requests(ours_tiny):
         assert after < 1.2 * warm, f"RSS {after} kB after the load vs {warm} kB warm"
         assert predict(url, small)[0] == 200
     finally:
-        log = stop(proc)
+        log = stop_server(proc)
     assert "Traceback" not in log, log[-3000:]

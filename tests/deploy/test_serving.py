@@ -1,43 +1,21 @@
 """deploy/serving/server.py (ppdet_lite.deploy.serving) as a real process on a loopback port:
 boxes, bad input, concurrency."""
 import os
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from ppdet_lite.deploy.client import predict, request
 
-from .helpers import PYTHON, REPO, free_port, json_rows, same_boxes
+from .helpers import json_rows, same_boxes, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
 def server(ours_tiny):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([PYTHON, "deploy/serving/server.py", "--model_dir", ours_tiny.dir,
-                             "--port", str(port), "--workers", "2", "--max_mb", "1",
-                             "--threshold", "0.2", "--queue", "16"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if request(url + "/health", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"server did not start:\n{proc.stdout.read()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    proc, url, _ = start_server(ours_tiny.dir, "--workers", "2", "--max_mb", "1", "--threshold", "0.2",
+                                "--queue", "16")
+    yield url
+    stop_server(proc)
 
 
 def test_predict_raw_and_multipart(server, image_files, run_boxes, ours_tiny):

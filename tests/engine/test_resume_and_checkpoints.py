@@ -65,7 +65,8 @@ def saved_epoch(state):
             float(state["optimizer"]["m"][0, 0]) / 2, float(state["optimizer"]["last_epoch"])}
 
 
-@pytest.mark.parametrize("renames", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("renames", [0, 1, pytest.param(2, marks=pytest.mark.slow), 3,
+                                     pytest.param(4, marks=pytest.mark.slow)])
 def test_a_kill_at_any_rename_leaves_one_consistent_checkpoint_or_a_refusal(tmp_path, renames):
     from ppdet_lite.core.errors import ConfigError
     from ppdet_lite.engine.checkpoint import load_checkpoint, read_state, resolve, verify_checkpoint

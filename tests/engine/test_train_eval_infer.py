@@ -15,6 +15,7 @@ from ppdet_lite.engine.trainer import Trainer, to_tensors
 from .helpers import DEMO, ROOT, tiny_cfg
 
 
+@pytest.mark.slow
 def test_a_few_iterations_lower_the_loss(tmp_path):
     trainer = Trainer(tiny_cfg(tmp_path), seed=0)
     batch = to_tensors(next(iter(trainer.loader)))

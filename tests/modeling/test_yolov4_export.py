@@ -12,6 +12,8 @@ from ppdet_lite.modeling.yolov4_box import YOLOv4Box
 
 from ..darknet.oracle import randomize
 
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -72,6 +72,7 @@ def test_head_pairs_are_the_losses_distill_pairs(setup):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_distillation_lowers_its_loss_and_leaves_the_teacher_untouched(setup):
     cfg, _, batch = setup
     paddle.seed(1)

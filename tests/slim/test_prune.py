@@ -98,6 +98,7 @@ def pruned(tmp_path_factory):
                 flops0=flops0, params0=params0, restored_flops=restored_flops, slim_pruner=slim_pruner)
 
 
+@pytest.mark.slow
 def test_sensitivity_measures_each_layer_and_ratio_then_restores(pruned):
     table = pruned["table"]
     assert table["_baseline"] == pytest.approx(pruned["params0"] / 1e6)

@@ -18,6 +18,8 @@ from ppdet_lite.slim.quant import calibration_batches, model_size
 
 from .helpers import ROOT, calibrated_tiny, compare_candidates as compare
 
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
+
 PACT = {"activation_preprocess_type": "PACT", "weight_quantize_type": "channel_wise_abs_max",
         "activation_quantize_type": "moving_average_abs_max", "weight_bits": 8, "activation_bits": 8,
         "moving_rate": 0.9, "quantizable_layer_type": ["Conv2D", "Linear"]}

@@ -2,12 +2,15 @@
 import os
 
 import paddle
+import pytest
 
 from ppdet_lite.modeling.backbones.resnet import ResNet
 from ppdet_lite.modeling.necks.ppyolo_fpn import PPYOLOFPN
 from ppdet_lite.modeling.necks.ppyolo_pan import PPYOLOPAN
 
 from ._parity import max_diffs, tensor
+
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
 
 
 class _Net(paddle.nn.Layer):

@@ -32,6 +32,8 @@ from ppdet_lite.data.batch_transforms import Gt2YoloTarget
 
 from ._parity import assert_same_keys, import_ppdet, max_diffs, random_state
 
+pytestmark = pytest.mark.slow  # exports / converts / trains: the full suite runs it, -m "not slow" skips it
+
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 SUB_OBJECTS = ("loss", "iou_loss", "iou_aware_loss", "decode", "nms")
 DUMMY_ROW = [0., 0., 0., 0., 1., 1.]
