@@ -12,14 +12,16 @@ Flag names and defaults follow PaddleDetection's deploy/python/utils.py.
 import argparse
 import json
 import os
-from typing import List, Optional
+from typing import List
 
 import cv2
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..export.inference import DEVICES, RUN_MODES
-from ..runtime.images import list_images
+from ..runtime.images import annotated_path, input_images, read_image
 from ..runtime.result import Detections
+from ..utils.cli import run, score_threshold
 from ..utils.visualize import draw_boxes
 from .predictor import DetectorPredictor
 from .stats import StageTimer, process_memory_mb, process_uss_mb
@@ -47,7 +49,7 @@ def argsparser() -> argparse.ArgumentParser:
     p.add_argument("--video_file", help="a video file; wins over images")
     p.add_argument("--camera_id", type=int, default=-1, help="camera device id (-1: none)")
     p.add_argument("--batch_size", type=int, default=1)
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold for outputs")
+    p.add_argument("--threshold", type=score_threshold, default=0.5, help="score threshold for outputs")
     p.add_argument("--output_dir", default="output", help="drawn images and bbox.json go here")
     p.add_argument("--run_mode", default="paddle", choices=RUN_MODES)
     p.add_argument("--device", default="CPU", type=str.upper, choices=DEVICES)
@@ -63,20 +65,6 @@ def argsparser() -> argparse.ArgumentParser:
                    help="write images with drawn boxes to --output_dir")
     p.add_argument("--save_results", **flag, help="write --output_dir/bbox.json")
     return p
-
-
-def input_images(image_file: Optional[str], image_dir: Optional[str]) -> List[str]:
-    """--image_file (wins), else the images directly in --image_dir."""
-    if image_file:
-        if not os.path.isfile(image_file):
-            raise FileNotFoundError(f"--image_file {image_file} is not a file")
-        return [image_file]
-    if not image_dir or not os.path.isdir(image_dir):
-        raise FileNotFoundError(f"--image_dir {image_dir} is not a directory (or set --image_file)")
-    files = list_images(image_dir)
-    if not files:
-        raise FileNotFoundError(f"no image in {image_dir}")
-    return files
 
 
 def has_boxes(outputs: List[np.ndarray]) -> bool:
@@ -115,7 +103,7 @@ def predict_images(det: DetectorPredictor, files: List[str], args) -> List[Detec
         mem.append(process_memory_mb())
         if args.save_images:
             for f, r in zip(batch, batch_results):
-                save_drawn(f, r, det.labels, args.output_dir)
+                save_drawn(f, r, det.labels, args.output_dir, files)
         results += batch_results
     report(timer, mem, det, args)
     return results
@@ -125,10 +113,11 @@ def draw(im_bgr: np.ndarray, det: Detections, labels: List[str]) -> np.ndarray:
     return draw_boxes(im_bgr, det.boxes, det.class_ids, det.scores, labels)
 
 
-def save_drawn(path: str, det: Detections, labels: List[str], output_dir: str) -> None:
+def save_drawn(path: str, det: Detections, labels: List[str], output_dir: str, inputs: List[str]) -> None:
+    """The image at ``path`` with ``det`` drawn, into ``output_dir`` (never over one of ``inputs``)."""
     os.makedirs(output_dir, exist_ok=True)
-    im = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
-    out = os.path.join(output_dir, os.path.basename(path))
+    im = read_image(path)[:, :, ::-1].copy()
+    out = annotated_path(output_dir, path, inputs)
     cv2.imwrite(out, draw(im, det, labels))
     print(f"{len(det.scores)} boxes -> {out}")
 
@@ -193,13 +182,19 @@ def main(argv=None) -> None:
     if args.enable_mkldnn_bfloat16 and not args.enable_mkldnn:
         raise SystemExit("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
     print("Arguments: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
-    det = DetectorPredictor(args.model_dir, device=args.device, run_mode=args.run_mode,
-                            batch_size=args.batch_size, cpu_threads=args.cpu_threads,
-                            enable_mkldnn=args.enable_mkldnn,
-                            enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16,
-                            threshold=args.threshold, trt_min_shape=args.trt_min_shape,
-                            trt_max_shape=args.trt_max_shape, trt_opt_shape=args.trt_opt_shape,
-                            trt_calib_mode=args.trt_calib_mode)
+    for name in ("batch_size", "cpu_threads"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} {getattr(args, name)}: must be >= 1")
+    try:
+        det = DetectorPredictor(args.model_dir, device=args.device, run_mode=args.run_mode,
+                                batch_size=args.batch_size, cpu_threads=args.cpu_threads,
+                                enable_mkldnn=args.enable_mkldnn,
+                                enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16,
+                                threshold=args.threshold, trt_min_shape=args.trt_min_shape,
+                                trt_max_shape=args.trt_max_shape, trt_opt_shape=args.trt_opt_shape,
+                                trt_calib_mode=args.trt_calib_mode)
+    except (FileNotFoundError, ValueError) as e:  # a missing or broken model dir: one line, exit 2
+        raise ConfigError(f"--model_dir {args.model_dir}: {e}") from None
     print(f"Model: arch {det.cfg.arch}, input {det.cfg.input_size}, "
           f"{len(det.labels)} labels, preprocess {[op['type'] for op in det.cfg.preprocess]}")
     if args.video_file or args.camera_id != -1:
@@ -209,3 +204,8 @@ def main(argv=None) -> None:
     results = predict_images(det, files, args)
     if args.save_results and results:
         save_results(results, files, args.output_dir)
+
+
+def cli() -> None:
+    """``main`` with bad input (flags, model dir, images) as one ``error:`` line and exit code 2."""
+    run(main)

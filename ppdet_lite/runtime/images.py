@@ -62,6 +62,34 @@ def list_images(path: str, recursive: bool = False) -> List[str]:
     return found
 
 
+def input_images(image_file: Optional[str], image_dir: Optional[str], file_flag: str = "--image_file",
+                 dir_flag: str = "--image_dir") -> List[str]:
+    """The images a CLI reads: ``image_file`` (wins), else the images directly in ``image_dir``;
+    ``DatasetError`` naming the flag when neither gives one."""
+    if image_file:
+        if not os.path.isfile(image_file):
+            raise DatasetError(f"{file_flag} {image_file}: no such file")
+        return [image_file]
+    if not image_dir or not os.path.isdir(image_dir):
+        raise DatasetError(f"pass {file_flag} FILE or {dir_flag} DIR (got {dir_flag} {image_dir!r})")
+    files = list_images(image_dir)
+    if not files:
+        raise DatasetError(f"{dir_flag} {image_dir}: no images ({', '.join(IMAGE_EXTS)})")
+    return files
+
+
+def annotated_path(output_dir: str, image: str, inputs) -> str:
+    """``output_dir/<name>``, or ``<stem>_det<ext>`` (``_det2``, ...) where that would be one of the
+    ``inputs``: an annotated copy never replaces an image being read."""
+    protected = {os.path.realpath(p) for p in inputs}
+    stem, ext = os.path.splitext(os.path.basename(image))
+    candidate, n = os.path.join(output_dir, stem + ext), 1
+    while os.path.realpath(candidate) in protected:
+        candidate = os.path.join(output_dir, f"{stem}_det{n if n > 1 else ''}{ext}")
+        n += 1
+    return candidate
+
+
 def encoded_size(data: bytes) -> Optional[Tuple[int, int]]:
     """``(width, height)`` read from a PNG / JPEG / BMP / WebP header without decoding the pixels,
     or None when the header is not one of those (the decoder then decides). A server checks this

@@ -6,34 +6,6 @@ import os
 from ..utils.cli import ArgsParser, load_configs, run, score_threshold
 
 
-def collect_images(infer_img, infer_dir):
-    """The images to read: ``--infer_img FILE`` or the images of ``--infer_dir DIR``."""
-    from ..runtime.images import IMAGE_EXTS, list_images
-
-    if infer_img:
-        if not os.path.isfile(infer_img):
-            raise SystemExit(f"--infer_img {infer_img}: no such file")
-        return [infer_img]
-    if not infer_dir or not os.path.isdir(infer_dir):
-        raise SystemExit(f"pass --infer_img FILE or --infer_dir DIR (got {infer_dir!r})")
-    images = list_images(infer_dir)
-    if not images:
-        raise SystemExit(f"--infer_dir {infer_dir}: no images ({', '.join(IMAGE_EXTS)})")
-    return images
-
-
-def annotated_path(output_dir: str, image: str, inputs) -> str:
-    """``output_dir/<name>``, or ``<stem>_det<ext>`` (``_det2``, ...) where that would be one of the
-    ``inputs``: an annotated copy never replaces an image being read."""
-    protected = {os.path.realpath(p) for p in inputs}
-    stem, ext = os.path.splitext(os.path.basename(image))
-    candidate, n = os.path.join(output_dir, stem + ext), 1
-    while os.path.realpath(candidate) in protected:
-        candidate = os.path.join(output_dir, f"{stem}_det{n if n > 1 else ''}{ext}")
-        n += 1
-    return candidate
-
-
 def main(argv=None) -> None:
     parser = ArgsParser(description=__doc__, slim=True)
     parser.add_argument("--infer_img", default=None, help="one image")
@@ -43,10 +15,11 @@ def main(argv=None) -> None:
     parser.add_argument("--save_results", action="store_true", help="also write bbox.json with every box")
     args = parser.parse_args(argv)
 
-    images = collect_images(args.infer_img, args.infer_dir)
     import cv2
 
-    from ..runtime.images import read_image
+    from ..runtime.images import annotated_path, input_images, read_image
+
+    images = input_images(args.infer_img, args.infer_dir, "--infer_img", "--infer_dir")
     from ..utils.visualize import draw_boxes
 
     cfg, slim_cfg = load_configs(args)

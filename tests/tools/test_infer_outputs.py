@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ppdet_lite.tools.infer import annotated_path
+from ppdet_lite.runtime.images import annotated_path
 from ppdet_lite.utils.cli import score_threshold
 
 
