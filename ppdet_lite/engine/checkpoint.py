@@ -7,7 +7,7 @@ plus ``<name>.ckpt.json``, the manifest: the save id and each file's size and SH
 
 A save writes every file under a temporary name (fsynced), then the new manifest under a temporary
 name, renames the files into place and the manifest last. Whatever moment a crash hits, the files on
-disk match either the manifest or the pending one; a reader that finds a mixed set refuses it
+disk match the manifest, or the pending one, or neither: a mixed set, which a reader refuses
 (``ConfigError``) instead of resuming epoch 5's optimizer with epoch 3's weights. A checkpoint without
 a manifest (PaddleDetection's) loads as it is. Files are read with ``utils.safe_pickle``: a file that
 would run code when unpickled is refused.
