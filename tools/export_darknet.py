@@ -1,40 +1,7 @@
 """Write a ppdet_lite YOLOv4 model as darknet files (.cfg + .weights), readable by darknet and
-OpenCV's DNN (cv2.dnn.readNetFromDarknet):
 
-    python tools/export_darknet.py -c configs/yolov4_tiny.yml --weights model_final.pdparams \
-        --cfg out.cfg -o out.weights [--size 416]
-
-The cfg holds the inference layers ([net] with the given size, convs, routes, [yolo] with
-anchors, masks, classes, scale_x_y, new_coords); add darknet's training keys to train there.
-"""
-import argparse
-import sys
-
-import ppdet_lite  # first: loads zlib before paddle
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", required=True, help="ppdet_lite YOLOv4 config")
-    parser.add_argument("--weights", required=True, help="trained .pdparams")
-    parser.add_argument("--cfg", required=True, help="darknet .cfg to write")
-    parser.add_argument("-o", "--output", required=True, help="darknet .weights to write")
-    parser.add_argument("--size", type=int, default=416, help="[net] width and height")
-    args = parser.parse_args(argv)
-    from ppdet_lite.darknet import save_darknet
-
-    try:
-        model = ppdet_lite.build_model(ppdet_lite.load_config(args.config))
-        ppdet_lite.load_weights(model, args.weights)
-        model.eval()
-        n = save_darknet(model, args.cfg, args.output, args.size, args.size)
-    except (ppdet_lite.ConfigError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.cfg} and {args.output} ({n} floats)")
-    return 0
-
+The tool lives in ppdet_lite/tools/export_darknet.py."""
+from ppdet_lite.tools.export_darknet import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -174,7 +174,7 @@ def test_converter_names_mismatched_tensors(case, tmp_path):
     if case["name"] != "d0":
         pytest.skip("once is enough")
     # the tool's path: .npz checkpoint -> .pdparams that a fresh model loads unchanged
-    from tools.convert_effdet import main
+    from ppdet_lite.tools.convert_effdet import main
 
     dst = str(tmp_path / "d0")
     assert main(["--src", os.path.join(case["dir"], "weights.npz"), "-c",
