@@ -13,6 +13,11 @@ min(target_size) and the long side within max(target_size); ``im_shape`` is the 
 unrounded. (PaddleDetection's deploy/python/preprocess.py scales the short side first and falls
 back to the long side only when the rounded long side overflows, and reports the rounded size;
 we use the training rule everywhere.) Normalisation is one float32 multiply-subtract.
+
+``build_ops`` (the runtimes' ops, from ``infer_cfg.yml``) fuses what it can without changing a
+bit of the result: a ``Resize`` feeding ``NormalizeImage`` keeps its uint8 output (the float cast
+happens once, inside the normalisation), and ``NormalizeImage`` + ``Permute`` become
+``NormalizePermute``, one pass from HWC uint8 to a contiguous CHW float32 array.
 """
 from numbers import Integral
 from typing import Dict, List, Sequence, Tuple
@@ -36,7 +41,8 @@ class Resize:
     (see the module doc). Sets ``im_shape`` = the scaled (h, w), multiplies ``scale_factor`` by
     (sy, sx). The image becomes float32."""
 
-    def __init__(self, target_size, keep_ratio: bool = True, interp: int = cv2.INTER_LINEAR):
+    def __init__(self, target_size, keep_ratio: bool = True, interp: int = cv2.INTER_LINEAR,
+                 to_float: bool = True):
         if isinstance(target_size, Integral):
             target_size = [target_size, target_size]
         if not isinstance(target_size, Sequence) or len(target_size) != 2 or \
@@ -44,6 +50,7 @@ class Resize:
             raise ConfigError(f"Resize: target_size must be an int or [h, w] > 0, got "
                               f"{target_size!r}")
         self.target_size, self.keep_ratio, self.interp = list(target_size), keep_ratio, int(interp)
+        self.to_float = to_float  # False: keep the input's dtype (for a normalisation that casts)
 
     def scales(self, h: int, w: int) -> Tuple[float, float, float, float]:
         """(sy, sx, resized h, resized w) for an ``h`` x ``w`` image."""
@@ -59,7 +66,7 @@ class Resize:
         prev = info.get("scale_factor", np.ones(2, np.float32))
         info["im_shape"] = np.array([rh, rw], np.float32)
         info["scale_factor"] = np.array([prev[0] * sy, prev[1] * sx], np.float32)
-        return im.astype(np.float32, copy=False), info
+        return (im.astype(np.float32, copy=False) if self.to_float else im), info
 
 
 class NormalizeImage:
@@ -95,6 +102,21 @@ class Permute:
         return im.transpose(2, 0, 1), info
 
 
+class NormalizePermute:
+    """``NormalizeImage`` then ``Permute`` in one pass: HWC (uint8 or float32) -> contiguous CHW
+    float32, bit-equal to the two ops (same float32 multiply, then subtract)."""
+
+    def __init__(self, norm: NormalizeImage):
+        self.norm = norm
+        self._mul, self._sub = norm._mul[:, None, None], norm._sub[:, None, None]
+
+    def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        out = np.empty((im.shape[2], *im.shape[:2]), np.float32)
+        np.multiply(cv2.split(im), self._mul, out=out, casting="unsafe")
+        out -= self._sub
+        return out, info
+
+
 class PadStride:
     """Zero-pad a CHW image on the bottom/right to a multiple of ``stride`` (0: no padding)."""
 
@@ -115,8 +137,9 @@ OPS = {"Resize": Resize, "NormalizeImage": NormalizeImage, "Permute": Permute,
        "PadStride": PadStride}
 
 
-def build_ops(preprocess_cfg: List[dict], where: str = "infer_cfg.yml") -> list:
-    """``Preprocess`` entries (``{type: Name, **kwargs}``) -> op instances."""
+def build_ops(preprocess_cfg: List[dict], where: str = "infer_cfg.yml", fuse: bool = True) -> list:
+    """``Preprocess`` entries (``{type: Name, **kwargs}``) -> op instances; with ``fuse`` (see the
+    module doc) the same results in fewer passes."""
     ops = []
     for entry in preprocess_cfg:
         kwargs = dict(entry)
@@ -128,7 +151,22 @@ def build_ops(preprocess_cfg: List[dict], where: str = "infer_cfg.yml") -> list:
             ops.append(OPS[name](**kwargs))
         except TypeError as e:
             raise ConfigError(f"{where}: Preprocess op {name} {kwargs}: {e}") from None
-    return ops
+    return fuse_ops(ops) if fuse else ops
+
+
+def fuse_ops(ops: list) -> list:
+    """``ops`` with Resize -> NormalizeImage kept uint8 in between and NormalizeImage + Permute
+    as one ``NormalizePermute``."""
+    fused = []
+    for op in ops:
+        prev = fused[-1] if fused else None
+        if isinstance(op, NormalizeImage) and isinstance(prev, Resize):
+            prev.to_float = False
+        if isinstance(op, Permute) and isinstance(prev, NormalizeImage):
+            fused[-1] = NormalizePermute(prev)
+            continue
+        fused.append(op)
+    return fused
 
 
 def preprocess(image: ImageLike, ops: list) -> Tuple[np.ndarray, Info]:
@@ -142,7 +180,11 @@ def preprocess(image: ImageLike, ops: list) -> Tuple[np.ndarray, Info]:
 
 def batch_inputs(images: List[np.ndarray], infos: List[Info]) -> Dict[str, np.ndarray]:
     """Stack CHW images (zero-padded to the largest h, w) -> ``image [N,3,H,W]``, ``im_shape [N,2]``,
-    ``scale_factor [N,2]``, all float32."""
+    ``scale_factor [N,2]``, all float32 (one image: no copy when it is contiguous float32)."""
+    if len(images) == 1:
+        return {"image": np.ascontiguousarray(images[0][None], np.float32),
+                "im_shape": infos[0]["im_shape"][None].astype(np.float32),
+                "scale_factor": infos[0]["scale_factor"][None].astype(np.float32)}
     h = max(im.shape[1] for im in images)
     w = max(im.shape[2] for im in images)
     batch = np.zeros((len(images), images[0].shape[0], h, w), np.float32)
