@@ -1,4 +1,5 @@
-"""Datasets and loaders from a config: ``build_dataset``, ``build_loader_for``, ``label_list``."""
+"""Datasets and loaders from a config: ``build_dataset``, ``parsed_dataset``, ``build_loader_for``,
+``label_list``."""
 from typing import Any, Dict, List
 
 from ..core.config import section
@@ -16,6 +17,16 @@ def build_dataset(cfg: Dict[str, Any], key: str):
     if "name" not in ds_cfg:
         raise ConfigError(f"{cfg.source(key)}: {key} needs a dataset type, e.g. `{key}: !COCODataSet {{...}}`")
     return create(ds_cfg["name"], ds_cfg, where=f"{cfg.source(key)}: {key}")
+
+
+def parsed_dataset(cfg: Dict[str, Any], key: str):
+    """``build_dataset`` with its records read (``roidbs``: ``im_file``, ``im_id``, ...); a
+    generated dataset (ShapesDataSet) is made first."""
+    dataset = build_dataset(cfg, key)
+    dataset.check_or_download_dataset()
+    if dataset.roidbs is None:
+        dataset.parse_dataset()
+    return dataset
 
 
 def build_loader_for(cfg: Dict[str, Any], dataset_key: str, reader_key: str, mode: str, **kwargs):

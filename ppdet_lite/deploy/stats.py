@@ -1,33 +1,6 @@
 """Stage timers and process memory for the deploy benchmark (``--run_benchmark``), as
 PaddleDetection's deploy logs them."""
-import time
-from typing import Dict
-
-
-class StageTimer:
-    """Accumulates seconds per stage (preprocess / inference / postprocess) and image count."""
-
-    STAGES = ("preprocess", "inference", "postprocess")
-
-    def __init__(self):
-        self.total = {s: 0.0 for s in self.STAGES}
-        self.calls = {s: 0 for s in self.STAGES}
-        self.img_num = 0
-        self._start = 0.0
-
-    def start(self) -> None:
-        self._start = time.perf_counter()
-
-    def end(self, stage: str, repeats: int = 1) -> None:
-        self.total[stage] += time.perf_counter() - self._start
-        self.calls[stage] += repeats
-
-    def report(self) -> Dict[str, float]:
-        """Milliseconds per call of each stage, their sum, and the image count."""
-        ms = {f"{s}_ms": 1000 * self.total[s] / max(self.calls[s], 1) for s in self.STAGES}
-        ms["total_ms"] = sum(ms.values())
-        ms["img_num"] = self.img_num
-        return ms
+from ..runtime.timing import StageTimer  # noqa: F401  (the one stage timer, paddle-free)
 
 
 def process_uss_mb() -> float:

@@ -81,6 +81,12 @@ class COCOMetric:
         self.classwise, self.catid2name, self.bias = classwise, catid2name, bias
         self.reset()
 
+    @classmethod
+    def for_dataset(cls, dataset, output_eval: Optional[str] = None) -> "COCOMetric":
+        """Over a parsed COCO-style dataset's annotation file and category ids."""
+        return cls(dataset.get_anno(), {v: k for k, v in dataset.catid2clsid.items()},
+                   output_eval=output_eval)
+
     def reset(self) -> None:
         self.results: List[dict] = []
 

@@ -163,27 +163,61 @@ def coco_pr_curves(ev, catid2name: Optional[Dict[int, str]] = None, iou: float =
             for k, cat in enumerate(ev.params.catIds) if (precision[:, k] > -1).all()}
 
 
-def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, path: str, title: str = "") -> str:
-    """One precision-recall curve as a 640x480 PNG."""
+def _axes(x_max: float, y_max: float, xlabel: str, ylabel: str, title: str, fmt: str = ".1f"):
+    """A white 640x480 canvas with a grid (0..x_max, 0..y_max, 10 steps, every other labelled)
+    and titles; returns (canvas, to_px(x, y) -> int32 pixel coordinates)."""
     w, h, left, right, top, bottom = 640, 480, 60, 20, 40, 50
     pw, ph = w - left - right, h - top - bottom
     canvas = np.full((h, w, 3), 255, np.uint8)
-    for v in np.linspace(0, 1, 11):
+    for i, v in enumerate(np.linspace(0, 1, 11)):
         x, y = left + int(round(v * pw)), top + int(round((1 - v) * ph))
         cv2.line(canvas, (x, top), (x, top + ph), GREY, 1)
         cv2.line(canvas, (left, y), (left + pw, y), GREY, 1)
-        if round(v * 10) % 2 == 0:
-            cv2.putText(canvas, f"{v:.1f}", (x - 10, top + ph + 18), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-            cv2.putText(canvas, f"{v:.1f}", (left - 32, y + 4), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+        if i % 2 == 0:
+            cv2.putText(canvas, f"{v * x_max:{fmt}}", (x - 10, top + ph + 18), FONT, 0.4, BLACK, 1,
+                        cv2.LINE_AA)
+            cv2.putText(canvas, f"{v * y_max:{fmt}}", (left - 32, y + 4), FONT, 0.4, BLACK, 1,
+                        cv2.LINE_AA)
     cv2.rectangle(canvas, (left, top), (left + pw, top + ph), BLACK, 1)
-    r, p = np.asarray(recall, np.float64), np.clip(np.asarray(precision, np.float64), 0, 1)
-    if len(r):
-        pts = np.stack([left + r * pw, top + (1 - p) * ph], 1).round().astype(np.int32)
-        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, BLUE, 2, cv2.LINE_AA)
-    cv2.putText(canvas, "recall", (left + pw // 2 - 20, h - 12), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "precision", (5, top - 10), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(canvas, xlabel, (left + pw // 2 - 4 * len(xlabel), h - 12), FONT, 0.5, BLACK, 1,
+                cv2.LINE_AA)
+    cv2.putText(canvas, ylabel, (5, top - 10), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
     tw = cv2.getTextSize(title, FONT, 0.55, 1)[0][0]
     cv2.putText(canvas, title, (left + (pw - tw) // 2, top - 12), FONT, 0.55, BLACK, 1, cv2.LINE_AA)
+
+    def to_px(x, y) -> np.ndarray:
+        x = np.clip(np.asarray(x, np.float64) / x_max, 0, 1)
+        y = np.clip(np.asarray(y, np.float64) / y_max, 0, 1)
+        return np.stack([left + x * pw, top + (1 - y) * ph], -1).round().astype(np.int32)
+    return canvas, to_px
+
+
+def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, path: str, title: str = "") -> str:
+    """One precision-recall curve as a 640x480 PNG."""
+    canvas, to_px = _axes(1.0, 1.0, "recall", "precision", title)
+    if len(recall):
+        pts = to_px(recall, precision)
+        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, BLUE, 2, cv2.LINE_AA)
+    _write(path, canvas)
+    return path
+
+
+def plot_points(points: Sequence[Tuple[str, float, float]], path: str, xlabel: str, ylabel: str,
+                title: str = "") -> str:
+    """Labelled points ``(label, x, y)`` as a 640x480 PNG (axes from 0 to the largest x, y)."""
+    x_max = max([p[1] for p in points] + [1e-6]) * 1.15
+    y_max = max([p[2] for p in points] + [1e-6]) * 1.15
+    canvas, to_px = _axes(x_max, y_max, xlabel, ylabel, title, ".3g")
+    placed: List[Tuple[int, int, int, int]] = []  # label boxes so far: a new one moves down
+    for label, x, y in points:
+        px, py = (int(v) for v in to_px(x, y))
+        cv2.circle(canvas, (px, py), 5, BLUE, -1, cv2.LINE_AA)
+        tw = cv2.getTextSize(label, FONT, 0.4, 1)[0][0]
+        x1, y1 = min(px + 8, canvas.shape[1] - tw - 2), py - 6
+        while any(x1 < bx2 and bx1 < x1 + tw and y1 - 12 < by2 and by1 < y1 for bx1, by1, bx2, by2 in placed):
+            y1 += 14
+        placed.append((x1, y1 - 12, x1 + tw, y1))
+        cv2.putText(canvas, label, (x1, y1), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
     _write(path, canvas)
     return path
 

@@ -10,4 +10,5 @@ paddle, runs the same code:
 - ``boxes``: the one numpy IoU
 - ``images``: reading and listing images
 - ``lite``: the Paddle Lite runner
+- ``timing``: the stage timer and the timed pass over images of every benchmarked backend
 """

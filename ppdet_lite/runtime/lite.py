@@ -11,8 +11,11 @@ package installed without dependencies; no paddle):
 Prints one line per image; ``--save_json`` writes ``[{"file", "boxes": [[x1, y1, x2, y2], ...],
 "scores", "class_ids", "class_names"}]`` (``Detections`` as JSON). ``--inputs_npz IN.npz --outputs_npz OUT.npz`` instead runs the model once on arrays
 already preprocessed (one per input name) and saves its raw outputs under their output names, to
-compare a ``.nb`` with Paddle Inference tensor by tensor. An arm ``.nb`` loads on x86 but returns
-zeros: check on x86 with an x86 one.
+compare a ``.nb`` with Paddle Inference tensor by tensor. ``--benchmark_npz OUT.npz [--warmup N
+--repeats N]`` times every ``--image_file`` (``timing.timed_pass``) and saves the stage report
+(``report``, JSON) and each image's ``bbox_<i>`` / ``bbox_num_<i>`` for mAP. The x86 runtime's
+threads are OpenMP's (``OMP_NUM_THREADS``; the Python ``MobileConfig`` has no ``set_threads``).
+An arm ``.nb`` loads on x86 but returns zeros: check on x86 with an x86 one.
 """
 import argparse
 import json
@@ -24,6 +27,7 @@ import numpy as np
 from .images import ImageLike
 from .preprocess import batch_inputs, build_ops, preprocess
 from .result import Detections, split_detections
+from .timing import timed_pass
 
 
 class LiteDetector:
@@ -55,6 +59,19 @@ class LiteDetector:
         outputs = self.run(inputs)
         np.savez(outputs_npz, **dict(zip(self.predictor.get_output_names(), outputs)))
 
+    def benchmark(self, images, threshold: float, warmup: int, repeats: int, out_npz: str) -> None:
+        """``timed_pass`` over ``images``; the report and every image's outputs -> ``out_npz``."""
+        def prepare(image):
+            im, info = preprocess(image, self.ops)
+            return batch_inputs([im], [info])
+
+        report, outputs = timed_pass(
+            images, prepare, self.run,
+            lambda out: split_detections(out[0], out[1], threshold, self.labels), warmup, repeats)
+        arrays = {f"{name}_{i}": out[k] for i, out in enumerate(outputs)
+                  for k, name in enumerate(("bbox", "bbox_num"))}
+        np.savez(out_npz, report=json.dumps(report), **arrays)
+
     def predict(self, image: ImageLike, threshold: float) -> Detections:
         """One image -> its ``Detections`` with ``score >= threshold``."""
         im, info = preprocess(image, self.ops)
@@ -71,6 +88,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--save_json", help="write the boxes of every image here")
     ap.add_argument("--run_benchmark", action="store_true", help="10 warm-up + 50 timed runs")
+    ap.add_argument("--benchmark_npz", help="time every --image_file; save report and outputs here")
+    ap.add_argument("--warmup", type=int, default=10, help="--benchmark_npz: untimed passes")
+    ap.add_argument("--repeats", type=int, default=1, help="--benchmark_npz: timed runs per image")
     args = ap.parse_args(argv)
     if bool(args.image_file) == bool(args.inputs_npz) or \
             bool(args.inputs_npz) != bool(args.outputs_npz):
@@ -78,6 +98,10 @@ def main(argv=None) -> None:
     det = LiteDetector(args.lite_dir)
     if args.inputs_npz:
         det.run_npz(args.inputs_npz, args.outputs_npz)
+        return
+    if args.benchmark_npz:
+        det.benchmark(args.image_file, args.threshold, args.warmup, args.repeats,
+                      args.benchmark_npz)
         return
     results = []
     for path in args.image_file:
@@ -94,3 +118,7 @@ def main(argv=None) -> None:
     if args.save_json:
         with open(args.save_json, "w") as f:
             json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main()

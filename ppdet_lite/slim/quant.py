@@ -213,13 +213,10 @@ def calibration_batches(cfg: Dict[str, Any], num_batches: int, source: str = "Tr
     from ..core.config import section
     from ..data.image_folder import ImageFolder
     from ..data.loader import build_dataloader
-    from ..data.builder import build_dataset
+    from ..data.builder import parsed_dataset
 
     if source in ("TrainDataset", "EvalDataset", "TestDataset"):
-        annotated = build_dataset(cfg, source)
-        annotated.check_or_download_dataset()
-        annotated.parse_dataset()
-        images = [r["im_file"] for r in annotated.roidbs]
+        images = [r["im_file"] for r in parsed_dataset(cfg, source).roidbs]
     elif os.path.isdir(source):
         images = [source]
     else:
@@ -243,13 +240,13 @@ def evaluate_inference_model(model_dir: str, cfg: Dict[str, Any], output_eval: O
     preprocessing, as in training-time evaluation)."""
     from ..core.config import section
     from ..data.loader import build_dataloader
-    from ..data.builder import build_dataset
+    from ..data.builder import parsed_dataset
     from ..metrics.coco_metric import COCOMetric
 
-    ds = build_dataset(cfg, "EvalDataset")
+    ds = parsed_dataset(cfg, "EvalDataset")
     loader = build_dataloader(section(cfg, "EvalReader"), ds, int(cfg.get("num_classes", 80)),
                               "eval", worker_num=0)
-    metric = COCOMetric(ds.get_anno(), {v: k for k, v in ds.catid2clsid.items()}, output_eval=output_eval)
+    metric = COCOMetric.for_dataset(ds, output_eval)
     predictor = inference_predictor(model_dir, enable_mkldnn=enable_mkldnn)
     for batch in loader:
         bbox, bbox_num = run_inference(predictor, {k: np.asarray(v) for k, v in batch.items()

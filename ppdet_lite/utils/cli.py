@@ -6,10 +6,12 @@ import sys
 
 
 class ArgsParser(argparse.ArgumentParser):
-    def __init__(self, slim: bool = False, slim_required: bool = False, **kwargs):
+    def __init__(self, slim: bool = False, slim_required: bool = False, config_required: bool = True,
+                 **kwargs):
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(**kwargs)
-        self.add_argument("-c", "--config", required=True, help="config YAML, e.g. configs/ppyolo_tiny.yml")
+        self.add_argument("-c", "--config", required=config_required,
+                          help="config YAML, e.g. configs/ppyolo_tiny.yml")
         self.add_argument("-o", "--opt", nargs="*", default=[],
                           help="override config keys, e.g. -o TrainReader.batch_size=8 weights=output/x/model_final")
         if slim or slim_required:
