@@ -79,12 +79,21 @@ def _read_yaml(path: str) -> Dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_Loader) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+        raise ConfigError(f"{path}: invalid YAML: {yaml_problem(e)}; fix the syntax there") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}" + (f" ({context})" if context else "")
 
 
 def merge(base: Dict[str, Any], other: Dict[str, Any]) -> Dict[str, Any]:
@@ -201,6 +210,9 @@ def load_config(path: str, overrides: Union[None, Dict[str, Any], Iterable[str]]
     """Load ``path`` with its ``_BASE_`` chain, apply overrides, check keys; return a ``Config``."""
     sources: Dict[str, str] = {}
     cfg = Config(_load_tree(path, sources, []))
+    if not cfg:
+        raise ConfigError(f"{path}: the config is empty; give a model config, e.g. configs/ppyolo_tiny_shapes.yml, "
+                          "or a file whose _BASE_ lists one")
     cfg["_sources"] = sources
     if "filename" in cfg:  # it would be overwritten just below
         raise ConfigError(f"{sources['filename']}: filename is the config file's own name (outputs go "

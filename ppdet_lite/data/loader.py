@@ -33,6 +33,8 @@ DROPPED_KEYS = ("h", "w", "flipped")
 
 def build_ops(specs: Optional[List[dict]], num_classes: int, where: str) -> List[Any]:
     """``[{Name: {kwargs}}, ...]`` -> op instances; ``num_classes`` goes to ops that take it."""
+    if specs is not None and not isinstance(specs, (list, tuple)):
+        raise ConfigError(f"{where}: must be a list of transforms like [{{Decode: {{}}}}, ...], got {specs!r}")
     ops = []
     for i, spec in enumerate(specs or []):
         loc = f"{where}[{i}]"

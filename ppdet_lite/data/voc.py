@@ -28,8 +28,17 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 def read_label_list(path: str, key: str = "label_list") -> List[str]:
     if not os.path.isfile(path):
         raise DatasetError(f"label list not found: {path}; set {key} (relative to dataset_dir)")
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in read_text_lines(path, "save it as UTF-8 text, one class name a line")
+            if line.strip()]
+
+
+def read_text_lines(path: str, fix: str) -> List[str]:
+    """The lines of a UTF-8 text file; ``DatasetError`` naming the file and the byte otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readlines()
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start}); {fix}") from None
 
 
 @register
@@ -86,9 +95,9 @@ class VOCDataSet(DetDataset):
         image_dir = os.path.join(self.dataset_dir, self.image_dir)
         names = self.get_label_list()
         self.cname2cid = {n: i for i, n in enumerate(names)}
-        records, empty, ct, skipped, bad = [], [], 0, 0, 0
-        with open(anno_path, encoding="utf-8") as f:
-            lines = [ln.split() for ln in f if ln.strip()]
+        records, empty, ct, skipped, bad, good = [], [], 0, 0, 0, 0
+        lines = [ln.split() for ln in read_text_lines(anno_path, "save it as UTF-8 text, one 'image xml' a line")
+                 if ln.strip()]
         for parts in lines:
             if len(parts) < 2:
                 raise DatasetError(f"{anno_path}: line {' '.join(parts)!r} must be 'image xml'")
@@ -106,6 +115,7 @@ class VOCDataSet(DetDataset):
             ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
             bad += int((~ok).sum())
             n = int(ok.sum())
+            good += n
             gt = {"gt_bbox": xyxy[ok].astype(np.float32),
                   "gt_class": np.array([self.cname2cid[c] for c, k in zip(cnames, ok) if k],
                                        np.int32).reshape(n, 1),
@@ -120,6 +130,10 @@ class VOCDataSet(DetDataset):
                 break
         if ct == 0:
             raise DatasetError(f"no usable VOC record in {anno_path} (image_dir {image_dir!r})")
+        if not self.allow_empty and good == 0:
+            raise DatasetError(f"no usable box in {anno_path}: all {bad} boxes of its {ct} records are invalid "
+                               "(xmax <= xmin or ymax <= ymin after clipping to the image); fix the xml files' "
+                               "<bndbox>, or set allow_empty: true")
         if skipped or bad:
             logger.warning(f"{anno_path}: skipped {skipped} entries (missing image/xml or bad size) "
                            f"and {bad} empty boxes")

@@ -16,12 +16,14 @@ from typing import List
 
 import cv2
 import numpy as np
+import yaml
 
 from ..core.errors import ConfigError
+from ..data.image_check import check_complete
 from ..export.inference import DEVICES, RUN_MODES
 from ..runtime.images import annotated_path, input_images, read_image
 from ..runtime.result import Detections
-from ..utils.cli import run, score_threshold
+from ..utils.cli import ArgumentParser, model_dir_error, run, score_threshold
 from ..utils.visualize import draw_boxes
 from .predictor import DetectorPredictor
 from .stats import StageTimer, process_memory_mb, process_uss_mb
@@ -40,7 +42,7 @@ def str2bool(v) -> bool:
 
 
 def argsparser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Paddle Inference detector over an exported model dir")
+    p = ArgumentParser(description="Paddle Inference detector over an exported model dir")
     flag = dict(type=str2bool, nargs="?", const=True, default=False)  # `--x`, `--x True`, `--x=False`
     p.add_argument("--model_dir", required=True,
                    help="dir with model.pdmodel, model.pdiparams and infer_cfg.yml")
@@ -193,14 +195,16 @@ def main(argv=None) -> None:
                                 threshold=args.threshold, trt_min_shape=args.trt_min_shape,
                                 trt_max_shape=args.trt_max_shape, trt_opt_shape=args.trt_opt_shape,
                                 trt_calib_mode=args.trt_calib_mode)
-    except (FileNotFoundError, ValueError) as e:  # a missing or broken model dir: one line, exit 2
-        raise ConfigError(f"--model_dir {args.model_dir}: {e}") from None
+    except (OSError, ValueError, yaml.YAMLError) as e:  # a missing or broken model dir: one line, exit 2
+        raise model_dir_error(args.model_dir, e) from None
     print(f"Model: arch {det.cfg.arch}, input {det.cfg.input_size}, "
           f"{len(det.labels)} labels, preprocess {[op['type'] for op in det.cfg.preprocess]}")
     if args.video_file or args.camera_id != -1:
         predict_video(det, args)
         return
     files = input_images(args.image_file, args.image_dir)
+    for path in files:  # a file cut short decodes into grey rows: refuse it before any work
+        check_complete(path)
     results = predict_images(det, files, args)
     if args.save_results and results:
         save_results(results, files, args.output_dir)

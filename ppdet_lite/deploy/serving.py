@@ -19,7 +19,6 @@ Bad input (empty body, not an image, over --max_mb, bad threshold) -> 4xx {"deta
 The model is loaded once; ``--workers`` predictors (``clone()``s sharing its weights: a Paddle
 predictor is not thread-safe) serve requests from a queue, each in a worker thread.
 """
-import argparse
 import asyncio
 import contextlib
 import hmac
@@ -264,9 +263,11 @@ def create_app(pool: PredictorPool, limits: Limits = Limits(), default_threshold
 
 def main(argv=None) -> None:
     from ..core.errors import ConfigError, DatasetError
-    from ..utils.cli import score_threshold
+    import yaml
 
-    ap = argparse.ArgumentParser(description="HTTP detection server over an exported model dir")
+    from ..utils.cli import ArgumentParser, model_dir_error, score_threshold
+
+    ap = ArgumentParser(description="HTTP detection server over an exported model dir")
     ap.add_argument("--model_dir", required=True)
     ap.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default; any other "
                                                         "address needs --api_token)")
@@ -306,8 +307,8 @@ def main(argv=None) -> None:
         pool = PredictorPool(args.model_dir, args.workers, device=args.device,
                              cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
                              threshold=args.threshold)
-    except (ConfigError, DatasetError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, DatasetError, ValueError, OSError, yaml.YAMLError) as e:
+        print(f"error: {model_dir_error(args.model_dir, e)}", file=sys.stderr)
         sys.exit(2)
     limits = Limits(int(args.max_mb * 2**20), int(args.max_megapixels * 1e6), args.queue, args.read_timeout)
     app = create_app(pool, limits, args.threshold, args.samples_dir, args.api_token)

@@ -197,14 +197,16 @@ def load_weights(model: paddle.nn.Layer, path_or_url: str, partial: bool = False
     model_state = model.state_dict()
     matched, report = match_state(model_state, ckpt, partial)
     if not partial and (report["missing"] or report["unexpected"] or report["mismatched"]):
-        lines = [f"{path} does not fit the model:"]
-        for kind in ("missing", "unexpected", "mismatched"):
-            if report[kind]:
-                lines.append(f"  {kind} ({len(report[kind])}): " + ", ".join(report[kind][:20]) +
-                             (" ..." if len(report[kind]) > 20 else ""))
-        lines.append("  Check that the config matches the checkpoint's model, or load it as "
-                     "pretrain_weights to keep only the matching part.")
-        raise ConfigError("\n".join(lines))
+        parts = [f"{kind} ({len(report[kind])}): " + ", ".join(report[kind][:5]) +
+                 (" ..." if len(report[kind]) > 5 else "")
+                 for kind in ("missing", "unexpected", "mismatched") if report[kind]]
+        raise ConfigError(f"{path} does not fit the model: {'; '.join(parts)}. Check that the config matches "
+                          "the checkpoint's model, or load it as pretrain_weights to keep only the matching part.")
+    if partial and not matched and model_state:
+        raise ConfigError(f"{path}: none of its {len(ckpt)} tensors fits the model ({len(report['mismatched'])} "
+                          f"of another shape, e.g. {report['mismatched'][:2]}; {len(report['unexpected'])} of "
+                          f"other names, e.g. {report['unexpected'][:2]}): it is another model's checkpoint. "
+                          "Check -c, or set pretrain_weights to this model's weights (or '' to train from scratch).")
     if report["head_skipped"]:
         logger.warning("num_classes differs from the checkpoint: head output convs keep their fresh "
                        "initialisation: " + "; ".join(report["head_skipped"]))

@@ -25,7 +25,7 @@ def input_size(cfg, text):
             sizes = [int(v) for v in str(text).split(",")]
         except ValueError:
             raise ConfigError(f"-s {text!r}: give one size (320) or w,h (416,320)") from None
-        if len(sizes) not in (1, 2):
+        if len(sizes) not in (1, 2) or min(sizes) < 1:
             raise ConfigError(f"-s {text!r}: give one size (320) or w,h (416,320)")
         return (sizes[0], sizes[-1])
     shape = ((cfg.get("TrainReader") or {}).get("inputs_def") or {}).get("image_shape")
@@ -50,7 +50,16 @@ def main(argv=None):
     parser.add_argument("--no_base", action="store_true", help="write only the overrides, no _BASE_")
     args = parser.parse_args(argv)
 
+    for flag, value, low in (("-n", args.n, 1), ("-i", args.iters, 1), ("-gi", args.gen_iters, 0)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be >= {low}")
+    if not 0 < args.thresh <= 1:
+        raise ConfigError(f"-t {args.thresh}: give an anchor/box side ratio threshold in (0, 1], e.g. -t 0.25")
     cfg = load_config(args.config, args.opt)
+    old_masks = (cfg.get("YOLOv3Head") or {}).get("anchor_masks") or [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
+    if sum(len(m) for m in old_masks) != args.n and args.n % len(old_masks):
+        raise ConfigError(f"-n {args.n}: {args.n} anchors do not split evenly over the {len(old_masks)} output "
+                          f"levels of YOLOv3Head.anchor_masks; give a multiple of {len(old_masks)}, e.g. -n 9")
     dataset = build_dataset(cfg, "TrainDataset")
     dataset.check_or_download_dataset()
     dataset.parse_dataset()
@@ -63,7 +72,6 @@ def main(argv=None):
     anchors = ac.cluster_anchors(wh, args.n, args.method, args.iters, args.gen_iters, args.thresh, args.seed)
     anchors = ac.round_anchors(anchors)
     stats = ac.anchor_stats(wh, np.asarray(anchors, float), args.thresh)
-    old_masks = (cfg.get("YOLOv3Head") or {}).get("anchor_masks") or [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
     masks = None if sum(len(m) for m in old_masks) == args.n else ac.split_masks(args.n, len(old_masks))
     old = (cfg.get("YOLOv3Head") or {}).get("anchors")
     if old is not None and len(old) == args.n:

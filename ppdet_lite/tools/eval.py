@@ -1,4 +1,5 @@
 """Evaluate weights on EvalDataset: python tools/eval.py -c CONFIG -o weights=output/NAME/best_model"""
+from ..core.errors import ConfigError
 from ..utils.cli import ArgsParser, load_configs, run
 
 
@@ -20,7 +21,7 @@ def main(argv=None) -> None:
     from ..engine.trainer import Trainer
 
     if not cfg.get("weights"):
-        raise SystemExit("no weights to evaluate: pass -o weights=<path to .pdparams>")
+        raise ConfigError(f"{args.config}: no weights to evaluate; pass -o weights=<path to .pdparams>")
     if slim_cfg is None:
         trainer = Trainer(cfg, mode="eval")
         from ..engine.checkpoint import load_weights

@@ -5,7 +5,15 @@ import math
 import sys
 
 
-class ArgsParser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error: ...`` line with exit code 2, as ``run`` prints
+    bad input (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class ArgsParser(ArgumentParser):
     def __init__(self, slim: bool = False, slim_required: bool = False, config_required: bool = True,
                  **kwargs):
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
@@ -30,6 +38,25 @@ def score_threshold(text: str) -> float:
     return value
 
 
+def model_dir_error(model_dir: str, e: Exception):
+    """The ``ConfigError`` for an exported model dir that does not load (``e``: what loading raised)."""
+    import os
+
+    import yaml
+
+    from ..core.config import yaml_problem
+    from ..core.errors import ConfigError
+
+    cfg = os.path.join(model_dir, "infer_cfg.yml")
+    if isinstance(e, UnicodeDecodeError):
+        return ConfigError(f"--model_dir {model_dir}: {cfg} is not UTF-8 text (byte {e.start}); export the model "
+                           "again with tools/export_model.py")
+    if isinstance(e, yaml.YAMLError):
+        return ConfigError(f"--model_dir {model_dir}: {cfg}: invalid YAML: {yaml_problem(e)}; export the model "
+                           "again with tools/export_model.py")
+    return ConfigError(f"--model_dir {model_dir}: {' '.join(str(e).split())}")
+
+
 def load_configs(args):
     """``(cfg, slim_cfg)`` from ``-c``, ``-o`` and ``--slim_config`` (``slim_cfg`` None without it)."""
     from ..core.config import load_config
@@ -47,5 +74,10 @@ def run(main) -> None:
     try:
         main()
     except (ConfigError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+
+
+def one_line(e: Exception) -> str:
+    """An error's message on one line (a message may add context on lines of its own)."""
+    return " ".join(part.strip() for part in str(e).splitlines() if part.strip())

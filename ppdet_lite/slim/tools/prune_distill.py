@@ -25,7 +25,7 @@ import os
 from ...core.config import Config, load_config
 from ...core.errors import ConfigError
 from ...modeling import build_model
-from ...utils.cli import run
+from ...utils.cli import ArgumentParser, run
 
 # the demo configs of the source checkout holding this package
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -34,7 +34,7 @@ DEMO_SLIM = os.path.relpath(os.path.join(ROOT, "configs", "slim", "distill", "pp
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", default=DEMO_CONFIG, help="the student's model config")
     p.add_argument("--slim_config", default=DEMO_SLIM, help="slim: DistillPrune | Pruner | Distill")
     p.add_argument("--teacher_weights", help="baseline/teacher weights (default: the slim config's "
