@@ -53,12 +53,18 @@ class Evaluator:
     def __call__(self, model: paddle.nn.Layer) -> Dict[str, float]:
         self.metric.reset()
         model.eval()
-        tic, n = time.time(), 0
-        for batch in self.loader:
+        tic, n, total = time.time(), 0, len(self.loader)
+        every = max(int(self.cfg.get("log_iter", 20)), 1)
+        for i, batch in enumerate(self.loader):
             im_ids = np.asarray(batch["im_id"])
             out = model(to_tensors(batch))
             self.metric.update({k: out[k].numpy() for k in ("bbox", "bbox_num")}, im_ids)
             n += len(im_ids)
+            if (i + 1) % every == 0 and i + 1 < total:
+                elapsed = time.time() - tic
+                eta = elapsed * (total - i - 1) / (i + 1)
+                logger.info(f"Eval [{i + 1}/{total}] {n / elapsed:.1f} images/s eta: "
+                            f"{time.strftime('%H:%M:%S', time.gmtime(eta))}")
         logger.info(f"evaluated {n} images in {time.time() - tic:.1f} s")
         metrics = self.metric.accumulate()
         if self.cfg.get("classwise") and "_eval" in metrics:

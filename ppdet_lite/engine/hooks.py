@@ -258,12 +258,14 @@ class SmoothedValue:
 
 class LoggerHook(HookBase):
     """Rank 0: one line every ``log_iter`` steps and at each epoch's last (lr, smoothed losses,
-    images/s, ETA); with ``vdl_dir`` (``use_vdl``) the same losses and lr as VisualDL scalars
+    images/s, ETA: the remaining steps at this epoch's pace plus, per remaining epoch, the mean
+    time spent between epochs so far, evaluation and checkpoints included); with ``vdl_dir`` (``use_vdl``) the same losses and lr as VisualDL scalars
     ``loss/<name>``, ``lr`` (x: step) and ``eval/AP``, ``eval/AP50`` (x: epoch + 1)."""
 
     def __init__(self, log_iter: int = 20, vdl_dir: Optional[str] = None):
         self.log_iter, self.vdl_dir, self.vdl = int(log_iter), vdl_dir, None
         self.smoothed: Dict[str, SmoothedValue] = {}
+        self.between_s, self.between_n, self._steps_done = 0.0, 0, None
 
     def before_train(self) -> None:
         if self.vdl_dir and self.trainer.rank == 0 and self.vdl is None:
@@ -273,6 +275,9 @@ class LoggerHook(HookBase):
 
     def before_epoch(self) -> None:
         self.tic = time.time()
+        if self._steps_done is not None:  # eval, checkpoints, ... of the previous epoch
+            self.between_s += self.tic - self._steps_done
+            self.between_n += 1
 
     def after_step(self) -> None:
         t = self.trainer
@@ -280,9 +285,14 @@ class LoggerHook(HookBase):
             self.smoothed.setdefault(k, SmoothedValue(self.log_iter)).update(float(v))
         if t.rank != 0 or not (t.iter % self.log_iter == 0 or t.iter == t.steps_per_epoch - 1):
             return
-        elapsed = time.time() - self.tic
+        now = time.time()
+        elapsed = now - self.tic
+        if t.iter == t.steps_per_epoch - 1:
+            self._steps_done = now
         ips = (t.iter + 1) * t.batch["image"].shape[0] / max(elapsed, 1e-9)
         eta = (t.epochs * t.steps_per_epoch - t.step) * elapsed / (t.iter + 1)
+        if self.between_n:
+            eta += (t.epochs - t.epoch) * self.between_s / self.between_n
         terms = " ".join(f"{k}: {v.median:.4f}" for k, v in self.smoothed.items())
         logger.info(f"Epoch [{t.epoch}/{t.epochs}] [{t.iter:>3}/{t.steps_per_epoch}] lr: {t.lr.get_lr():.6f} "
                     f"{terms} ips: {ips:.2f} images/s eta: {time.strftime('%H:%M:%S', time.gmtime(eta))}")

@@ -2,6 +2,7 @@
 import logging
 import math
 import os
+import time
 import types
 
 import cv2
@@ -227,3 +228,28 @@ def test_summary_hook_prints_the_run_and_draws_the_best_models_example(tmp_path,
     assert "best_model (epoch 0)" in out and f"example prediction: {example}" in out
     drawn = cv2.imread(example)
     assert drawn is not None and min(drawn.shape[:2]) >= 384  # the 96 px image, zoomed for its labels
+
+
+class _SlowBetweenEpochs(HookBase):
+    def after_epoch(self):
+        time.sleep(1.0)  # what a long evaluation or checkpoint costs
+
+
+def test_progress_lines_eval_progress_and_an_eta_that_counts_time_between_epochs(tmp_path):
+    capture = _Capture()
+    logging.getLogger("ppdet_lite").addHandler(capture)
+    try:
+        trainer = Trainer(tiny_cfg(tmp_path, epoch=3, **{"EvalReader.batch_size": 2}), seed=0,
+                          hooks=[_SlowBetweenEpochs()])
+        trainer.train(validate=True)
+    finally:
+        logging.getLogger("ppdet_lite").removeHandler(capture)
+    evals = [line for line in capture.lines if line.startswith("Eval [")]
+    assert len(evals) == 3 * 3 and all("images/s eta: " in line for line in evals)  # 3 lines per eval
+    assert [l.split("]")[0] for l in evals[:3]] == ["Eval [1/4", "Eval [2/4", "Eval [3/4"]
+    etas = {}
+    for line in capture.lines:
+        if line.startswith("Epoch [1/3] [  0/2]"):
+            h, m, s = map(int, line.rsplit("eta: ", 1)[1].split(":"))
+            etas[1] = 3600 * h + 60 * m + s
+    assert etas[1] >= 2  # two epochs left, each followed by >= 1 s of work outside the steps
