@@ -120,7 +120,8 @@ def photo_dir(src: str, out: str, copies: int, size=None) -> str:
     """``copies`` JPEG (q95) copies of ``src`` in ``out``, resized to ``size`` (w, h) if given."""
     import cv2
 
-    os.makedirs(out, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
     im = cv2.imread(src)
     if im is None:
         raise SystemExit(f"--image {src}: cannot be read")
@@ -158,7 +159,8 @@ def ours(model_dir, image_dir, threads, out_dir, benchmark=True) -> dict:
     cmd = [sys.executable, os.path.join(ROOT, "deploy", "python", "infer.py"), "--model_dir", model_dir,
            "--image_dir", image_dir, "--device", "CPU", "--enable_mkldnn", "--cpu_threads", str(threads),
            "--output_dir", out_dir]
-    cmd += ["--run_benchmark"] if benchmark else ["--save_results", "--save_images", "False"]
+    # bbox.json: every box, as PaddleDetection writes it (its save_results applies no threshold)
+    cmd += ["--run_benchmark"] if benchmark else ["--save_results", "--save_images", "False", "--threshold", "0"]
     log = run(cmd, ROOT)
     if not benchmark:
         return {}
