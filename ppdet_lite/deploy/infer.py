@@ -23,7 +23,7 @@ from ..data.image_check import check_complete
 from ..export.inference import DEVICES, RUN_MODES
 from ..runtime.images import annotated_path, input_images, read_image
 from ..runtime.result import Detections
-from ..utils.cli import ArgumentParser, model_dir_error, run, score_threshold
+from ..utils.cli import ArgumentParser, model_dir_error, run, score_threshold, writable_dir
 from ..utils.visualize import draw_boxes
 from .predictor import DetectorPredictor
 from .stats import StageTimer, process_memory_mb, process_uss_mb
@@ -158,7 +158,9 @@ def predict_video(det: DetectorPredictor, args) -> str:
     source = args.camera_id if args.camera_id != -1 else args.video_file
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
-        raise FileNotFoundError(f"cannot open video source {source!r}")
+        flag = "--camera_id" if args.camera_id != -1 else "--video_file"
+        raise ConfigError(f"{flag} {source}: cannot open this video source (missing, or not a video OpenCV "
+                          "can read); check the path or camera id")
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25
     os.makedirs(args.output_dir, exist_ok=True)
@@ -182,7 +184,7 @@ def predict_video(det: DetectorPredictor, args) -> str:
 def main(argv=None) -> None:
     args = argsparser().parse_args(argv)
     if args.enable_mkldnn_bfloat16 and not args.enable_mkldnn:
-        raise SystemExit("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
+        raise ConfigError("--enable_mkldnn_bfloat16 needs --enable_mkldnn: add --enable_mkldnn")
     print("Arguments: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
     for name in ("batch_size", "cpu_threads"):
         if getattr(args, name) < 1:
@@ -195,7 +197,7 @@ def main(argv=None) -> None:
                                 threshold=args.threshold, trt_min_shape=args.trt_min_shape,
                                 trt_max_shape=args.trt_max_shape, trt_opt_shape=args.trt_opt_shape,
                                 trt_calib_mode=args.trt_calib_mode)
-    except (OSError, ValueError, yaml.YAMLError) as e:  # a missing or broken model dir: one line, exit 2
+    except (OSError, ValueError, RuntimeError, yaml.YAMLError) as e:  # a missing or broken model dir: one line
         raise model_dir_error(args.model_dir, e) from None
     print(f"Model: arch {det.cfg.arch}, input {det.cfg.input_size}, "
           f"{len(det.labels)} labels, preprocess {[op['type'] for op in det.cfg.preprocess]}")
@@ -203,6 +205,8 @@ def main(argv=None) -> None:
         predict_video(det, args)
         return
     files = input_images(args.image_file, args.image_dir)
+    if args.save_images or args.save_results:
+        writable_dir(args.output_dir, "--output_dir")
     for path in files:  # a file cut short decodes into grey rows: refuse it before any work
         check_complete(path)
     results = predict_images(det, files, args)

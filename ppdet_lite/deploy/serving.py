@@ -291,6 +291,8 @@ def main(argv=None) -> None:
     for name in ("workers", "port", "cpu_threads"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be >= 1")
+    if args.port > 65535:
+        ap.error(f"--port {args.port}: must be <= 65535")
     for name in ("queue",):
         if getattr(args, name) < 0:
             ap.error(f"--{name} must be >= 0")
@@ -307,7 +309,7 @@ def main(argv=None) -> None:
         pool = PredictorPool(args.model_dir, args.workers, device=args.device,
                              cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
                              threshold=args.threshold)
-    except (ConfigError, DatasetError, ValueError, OSError, yaml.YAMLError) as e:
+    except (ConfigError, DatasetError, ValueError, OSError, RuntimeError, yaml.YAMLError) as e:
         print(f"error: {model_dir_error(args.model_dir, e)}", file=sys.stderr)
         sys.exit(2)
     limits = Limits(int(args.max_mb * 2**20), int(args.max_megapixels * 1e6), args.queue, args.read_timeout)

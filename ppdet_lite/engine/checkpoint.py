@@ -93,26 +93,35 @@ def save_checkpoint(save_dir: str, name: str, weights: Dict[str, Any], raw_weigh
     parts = [(".pdopt", optimizer_state), (".pdema", raw_weights), (".pdparams", weights)]
     parts = [(suffix, obj) for suffix, obj in parts if obj is not None]
     try:
-        for suffix, obj in parts:
-            tmp = f"{prefix}{suffix}.{tag}"
-            paddle.save(obj, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        manifest = {"save_id": f"{time.time_ns()}-{os.getpid()}",
-                    "files": {suffix: _digest(f"{prefix}{suffix}.{tag}") for suffix, _ in parts}}
-        pending = f"{prefix}{MANIFEST}.{tag}"
-        _fsync_write(pending, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
-        for suffix, _ in parts:  # .pdparams last, then the manifest that commits the set
-            os.replace(f"{prefix}{suffix}.{tag}", prefix + suffix)
-        for suffix in (".pdopt", ".pdema"):  # a file of the previous set this save has no part for
-            if suffix not in manifest["files"] and os.path.exists(prefix + suffix):
-                os.remove(prefix + suffix)
-        os.replace(pending, prefix + MANIFEST)
-        _fsync_dir(save_dir)
+        _write_set(prefix, parts, tag, save_dir)
+    except OSError as e:  # a full disk, a lost mount: the set on disk is still the previous save's
+        raise OSError(e.errno, f"{e.strerror}: cannot write checkpoint {prefix} (the files of its previous save, "
+                               "if any, are unchanged); free space there or pass -o save_dir=<another directory>",
+                      e.filename) from None
     finally:
         for leftover in glob.glob(glob.escape(prefix) + f".*{tag}"):
             os.remove(leftover)
     return prefix
+
+
+def _write_set(prefix: str, parts, tag: str, save_dir: str) -> None:
+    """Temporary files (fsynced), the pending manifest, the renames, the manifest last."""
+    for suffix, obj in parts:
+        tmp = f"{prefix}{suffix}.{tag}"
+        paddle.save(obj, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    manifest = {"save_id": f"{time.time_ns()}-{os.getpid()}",
+                "files": {suffix: _digest(f"{prefix}{suffix}.{tag}") for suffix, _ in parts}}
+    pending = f"{prefix}{MANIFEST}.{tag}"
+    _fsync_write(pending, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    for suffix, _ in parts:  # .pdparams last, then the manifest that commits the set
+        os.replace(f"{prefix}{suffix}.{tag}", prefix + suffix)
+    for suffix in (".pdopt", ".pdema"):  # a file of the previous set this save has no part for
+        if suffix not in manifest["files"] and os.path.exists(prefix + suffix):
+            os.remove(prefix + suffix)
+    os.replace(pending, prefix + MANIFEST)
+    _fsync_dir(save_dir)
 
 
 def _matches(prefix: str, manifest: Dict[str, Any], suffixes) -> bool:

@@ -18,6 +18,7 @@ from ..core.device import set_device
 from ..core.errors import ConfigError
 from ..core.unimplemented import NotImplementedSetting, check_not_implemented
 from ..data.builder import build_loader_for
+from ..utils.cli import writable_dir
 from ..utils.logger import get_logger
 from . import hooks as H
 from .checkpoint import load_checkpoint, load_weights, match_state, optimizer_state_from_structured
@@ -73,6 +74,8 @@ class Trainer:
         self.num_classes = int(cfg.get("num_classes", 80))
         self.save_dir = os.path.join(cfg.get("save_dir", "output"), cfg.get("filename", "model"))
 
+        if mode == "train" and self.rank == 0:  # before any work: a save_dir that cannot take a checkpoint
+            writable_dir(self.save_dir, "save_dir", "pass -o save_dir=<a directory you can write to>")
         # first: a config mistake fails before any data is read
         self.model = build_model(cfg) if model is None else model
         if mode == "train":

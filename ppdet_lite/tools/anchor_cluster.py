@@ -15,7 +15,7 @@ from ..core.config import load_config
 from ..core.errors import ConfigError
 from ..data import anchor_cluster as ac
 from ..data.builder import build_dataset
-from ..utils.cli import ArgsParser, run
+from ..utils.cli import ArgsParser, run, writable_dir
 
 
 def input_size(cfg, text):
@@ -56,6 +56,7 @@ def main(argv=None):
     if not 0 < args.thresh <= 1:
         raise ConfigError(f"-t {args.thresh}: give an anchor/box side ratio threshold in (0, 1], e.g. -t 0.25")
     cfg = load_config(args.config, args.opt)
+    writable_dir(os.path.dirname(os.path.abspath(args.output)), "--output")
     old_masks = (cfg.get("YOLOv3Head") or {}).get("anchor_masks") or [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
     if sum(len(m) for m in old_masks) != args.n and args.n % len(old_masks):
         raise ConfigError(f"-n {args.n}: {args.n} anchors do not split evenly over the {len(old_masks)} output "

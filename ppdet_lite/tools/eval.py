@@ -1,6 +1,6 @@
 """Evaluate weights on EvalDataset: python tools/eval.py -c CONFIG -o weights=output/NAME/best_model"""
 from ..core.errors import ConfigError
-from ..utils.cli import ArgsParser, load_configs, run
+from ..utils.cli import ArgsParser, load_configs, run, score_threshold, writable_dir
 
 
 def main(argv=None) -> None:
@@ -9,11 +9,13 @@ def main(argv=None) -> None:
     parser.add_argument("--classwise", action="store_true", help="print AP per class")
     parser.add_argument("--bias", action="store_true", help="add 1 to box w/h (weights from before the dygraph era)")
     parser.add_argument("--map_type", choices=["11point", "integral"], default=None, help="VOC mAP type")
-    parser.add_argument("--confusion_score_thresh", type=float, default=0.25,
+    parser.add_argument("--confusion_score_thresh", type=score_threshold, default=0.25,
                         help="score threshold for the --classwise confusion matrix")
     args = parser.parse_args(argv)
 
     cfg, slim_cfg = load_configs(args)
+    if args.output_eval:
+        writable_dir(args.output_eval, "--output_eval")
     cfg.update(output_eval=args.output_eval, classwise=args.classwise, bias=1.0 if args.bias else 0.0,
                confusion_score_thresh=args.confusion_score_thresh)
     if args.map_type:

@@ -9,7 +9,7 @@ with --slim_config; a QAT model is written as an int8 program); --onnx also writ
 """
 import os
 
-from ..utils.cli import ArgsParser, load_configs, run
+from ..utils.cli import ArgsParser, load_configs, run, writable_dir
 
 
 def main(argv=None) -> None:
@@ -22,6 +22,7 @@ def main(argv=None) -> None:
     from ..export.onnx_export import export_onnx
 
     cfg, slim_cfg = load_configs(args)
+    writable_dir(args.output_dir, "--output_dir")
     if slim_cfg is None:
         save_dir = export_model(cfg, args.output_dir)
     else:

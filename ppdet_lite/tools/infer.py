@@ -3,7 +3,7 @@ python tools/infer.py -c CONFIG -o weights=output/NAME/best_model --infer_img de
 import json
 import os
 
-from ..utils.cli import ArgsParser, load_configs, run, score_threshold
+from ..utils.cli import ArgsParser, load_configs, run, score_threshold, writable_dir
 
 
 def main(argv=None) -> None:
@@ -26,6 +26,7 @@ def main(argv=None) -> None:
     from ..utils.visualize import draw_boxes
 
     cfg, slim_cfg = load_configs(args)
+    writable_dir(args.output_dir, "--output_dir")
     model = None
     if slim_cfg is not None:
         from ..slim import build_slim_model

@@ -27,6 +27,36 @@ class ArgsParser(ArgumentParser):
                               help="a slim config (configs/slim/): prune, quantize or distil -c's model")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give one >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one in [0, 1)") from None
+    if math.isnan(value) or not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1)")
+    return value
+
+
+def ratio(text: str) -> float:
+    """An argparse type: a number in (0, 1) (a pruning ratio)."""
+    value = fraction(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1)")
+    return value
+
+
 def score_threshold(text: str) -> float:
     """An argparse type: a number in [0, 1] (NaN and out-of-range values are usage errors)."""
     try:
@@ -54,6 +84,9 @@ def model_dir_error(model_dir: str, e: Exception):
     if isinstance(e, yaml.YAMLError):
         return ConfigError(f"--model_dir {model_dir}: {cfg}: invalid YAML: {yaml_problem(e)}; export the model "
                            "again with tools/export_model.py")
+    if isinstance(e, RuntimeError):  # Paddle Inference refused the files (its message spans lines)
+        return ConfigError(f"--model_dir {model_dir}: Paddle Inference cannot load this model "
+                           f"({' '.join(str(e).split())[:300]}); export the model again")
     return ConfigError(f"--model_dir {model_dir}: {' '.join(str(e).split())}")
 
 
@@ -73,9 +106,32 @@ def run(main) -> None:
 
     try:
         main()
-    except (ConfigError, DatasetError) as e:
+    except (ConfigError, DatasetError, FloatingPointError) as e:  # FloatingPointError: the NaN guard's stop
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a file or directory the tool cannot read or write (missing, full disk, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or one_line(e)}; check the path, its permissions and the free space "
+              "there", file=sys.stderr)
+        sys.exit(2)
+
+
+def writable_dir(path: str, flag: str, fix: str = "pass a directory you can write to") -> str:
+    """Create ``path`` and check a file can be written there, before any work; else ``ConfigError``
+    naming ``flag``, ``path`` and ``fix``. Returns ``path``."""
+    import os
+    import tempfile
+
+    from ..core.errors import ConfigError
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write_test_")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror}); {fix}") from None
+    return path
 
 
 def one_line(e: Exception) -> str:

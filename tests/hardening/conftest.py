@@ -115,3 +115,20 @@ def broken_model_dir(model_dir, tmp_path):
         edit(d)
         return d
     return make
+
+
+FAST_SHARE = 12  # -m "not slow" runs one case in this many (a stable cross-section of every family)
+
+
+def pytest_collection_modifyitems(items):
+    """The corpus is hundreds of sub-second cases (about a minute together): all but a stable sample
+    of them count as slow, so ``-m "not slow"`` stays within its budget and still touches every
+    family. The script runs (test_processes.py) and the training stops (test_training.py) are marked
+    where they are."""
+    import zlib
+
+    for item in items:
+        if "tests/hardening/" not in item.nodeid or item.module.__name__.endswith(("test_processes", "test_training")):
+            continue
+        if item.get_closest_marker("slow") is None and zlib.crc32(item.nodeid.encode()) % FAST_SHARE:
+            item.add_marker(pytest.mark.slow)

@@ -85,6 +85,9 @@ def problems(res: Result, names=(), strict_stderr: bool = True):
 def refused(res: Result, *names, strict_stderr: bool = True) -> str:
     """Assert ``res`` is a refusal (exit 2, one ``error:`` line naming ``names``); returns that line."""
     tags = problems(res, names, strict_stderr)
+    if os.environ.get("HARDENING_LOG"):  # collect the messages, to read them all at once
+        with open(os.environ["HARDENING_LOG"], "a") as f:
+            f.write(res.err.strip().replace("\n", " | ") + "\n")
     assert not tags, (f"[{' '.join(tags)}] exit={res.code} want names {list(names)}\n"
                       f"--- stderr:\n{res.err[-3000:]}\n--- stdout:\n{res.out[-1500:]}")
     return next(ln for ln in res.err.splitlines() if ln.startswith("error:"))

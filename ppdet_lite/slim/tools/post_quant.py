@@ -43,6 +43,14 @@ def main(argv=None) -> None:
     from .quant import lite_nb
 
     paddle.set_device("cpu")
+    if args.calib not in ("TrainDataset", "EvalDataset", "TestDataset"):
+        from ...runtime.images import IMAGE_EXTS, list_images
+
+        if not os.path.isdir(args.calib):
+            raise ConfigError(f"--calib {args.calib}: not a directory; give TrainDataset, EvalDataset or a "
+                              "folder of calibration images")
+        if not list_images(args.calib, recursive=True):
+            raise ConfigError(f"--calib {args.calib}: no images ({', '.join(IMAGE_EXTS)}) in this folder")
     cfg, _ = load_slim_config(args.config, args.slim_config, args.opt)
     if cfg["slim"] != "PTQ":
         raise ConfigError(f"{args.slim_config}: slim: {cfg['slim']}; this tool runs PTQ")

@@ -25,7 +25,7 @@ import os
 from ...core.config import Config, load_config
 from ...core.errors import ConfigError
 from ...modeling import build_model
-from ...utils.cli import ArgumentParser, run
+from ...utils.cli import ArgumentParser, fraction, positive_int, ratio, run
 
 # the demo configs of the source checkout holding this package
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -41,14 +41,14 @@ def parse_args(argv=None):
                                              "pretrain_weights)")
     p.add_argument("--student_weights", help="weights the student starts from (default: the "
                                              "teacher's when the models match)")
-    p.add_argument("--target", type=float, default=0.45,
+    p.add_argument("--target", type=fraction, default=0.45,
                    help="FLOPs fraction to remove, ratios from a sensitivity scan; 0: the config's ratios")
-    p.add_argument("--sensitivity_ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75])
-    p.add_argument("--epochs", type=int, help="fine-tune epochs (default: the slim config's epoch)")
+    p.add_argument("--sensitivity_ratios", type=ratio, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--epochs", type=positive_int, help="fine-tune epochs (default: the slim config's epoch)")
     p.add_argument("--no_plain", action="store_true",
                    help="skip the plain (task loss only) fine-tune of the pruned model")
     p.add_argument("--output_dir", default="output_inference", help="exported models go here")
-    p.add_argument("--cpu_threads", type=int, default=1, help="Paddle Inference threads for latency")
+    p.add_argument("--cpu_threads", type=positive_int, default=1, help="Paddle Inference threads for latency")
     p.add_argument("--enable_mkldnn", action="store_true", help="oneDNN for the latency runs")
     p.add_argument("--list_layers", action="store_true", help="print prunable layer names and exit")
     p.add_argument("-o", "--opt", nargs="*", default=[], help="overrides for the student config")
