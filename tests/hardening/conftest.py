@@ -117,7 +117,7 @@ def broken_model_dir(model_dir, tmp_path):
     return make
 
 
-FAST_SHARE = 12  # -m "not slow" runs one case in this many (a stable cross-section of every family)
+FAST_SHARE = 24  # -m "not slow" runs one case in this many (a stable cross-section of every family)
 
 
 def pytest_collection_modifyitems(items):

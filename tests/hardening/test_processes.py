@@ -39,7 +39,7 @@ CASES = {
                                                                 ws.image], ["--model_dir", "nomodel"]),
     "server": ("deploy/serving/server.py", lambda ws, tmp: ["--model_dir", tmp / "nomodel"], ["nomodel"]),
 }
-FAST = ("train", "deploy_infer", "server")
+FAST = ("train",)
 
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
