@@ -46,7 +46,8 @@ def check_coco_schema(data: dict, path: str) -> None:
     that lacks a field pycocotools and this loader need, or has it in the wrong type."""
     def need(entry, i: int, kind: str, field: str, ok, what: str) -> None:
         if not isinstance(entry, dict):
-            raise DatasetError(f"{path}: {kind}[{i}] is {type(entry).__name__}, not an object")
+            raise DatasetError(f"{path}: {kind}[{i}] is {type(entry).__name__}, not an object; every entry of "
+                               f"{kind!r} must be a JSON object ({{...}})")
         if field not in entry:
             raise DatasetError(f"{path}: {kind}[{i}] (id {entry.get('id')!r}) has no {field!r}; "
                                f"every {kind[:-1]} needs {what}")
@@ -56,7 +57,8 @@ def check_coco_schema(data: dict, path: str) -> None:
 
     for key in ("images", "annotations", "categories"):
         if key in data and not isinstance(data[key], list):
-            raise DatasetError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
+            raise DatasetError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}; a COCO json "
+                               "holds lists of objects under 'images', 'annotations' and 'categories'")
     for i, im in enumerate(data["images"]):
         need(im, i, "images", "id", _is_id, "an integer id")
         need(im, i, "images", "file_name", lambda v: isinstance(v, str) and v, "a file_name string")
@@ -204,7 +206,8 @@ class COCODataSet(DetDataset):
                 continue
             if a["category_id"] not in self.catid2clsid:
                 raise DatasetError(f"{path}: annotation {a.get('id')} has category_id "
-                                   f"{a['category_id']} missing from 'categories'")
+                                   f"{a['category_id']} missing from 'categories'; add that category or fix "
+                                   "the annotation")
             keep.append(a)
         n = len(keep)
         xywh = np.array([a["bbox"] for a in keep], np.float64).reshape(n, 4)
