@@ -9,8 +9,12 @@ and stderr. An exception escaping ``entry`` is what a user would see as a traceb
 stderr exactly one line starting with ``error:``, naming each of ``names``. A failure message starts
 with a tag in brackets, so a run of the corpus counts the kinds of failure:
 
-    pytest -q -rf tests/hardening | grep -oE '^FAILED.* - AssertionError: \\[[a-z0-9 =-]+\\]' \\
+    COLUMNS=400 pytest -q -rf tests/hardening | grep -oE '^FAILED.* - AssertionError: \\[[a-z0-9 =-]+\\]' \\
         | grep -oE '\\[[a-z0-9 =-]+\\]' | sort | uniq -c
+
+(tags: traceback, segfault, silent = exit 0 on bad input, exit=N, lines = not exactly one ``error:`` line,
+unnamed = the line misses the file/key/value, lost = a file written before changed or vanished).
+``HARDENING_LOG=/tmp/msgs.txt`` appends every refusal's stderr there, to read the messages at once.
 """
 import hashlib
 import io
