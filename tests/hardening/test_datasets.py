@@ -166,7 +166,8 @@ def voc_config(ws, tmp_path, edit=None) -> str:
     section = {"name": "VOCDataSet", "dataset_dir": str(d), "anno_path": "train.txt", "label_list": "label_list.txt"}
     fields = ["image", "gt_bbox", "gt_class", "difficult"]
     doc = tiny_yaml(ws.root, TrainDataset=dict(section, data_fields=fields),
-                    EvalDataset=dict(section, data_fields=fields), metric="VOC", weights=ws.weights, save_dir=str(tmp_path / "output"), max_iters=1)
+                    EvalDataset=dict(section, data_fields=fields), metric="VOC", weights=ws.weights,
+                    save_dir=str(tmp_path / "output"), max_iters=1)
     return write_yaml(str(tmp_path / "voc.yml"), doc)
 
 
