@@ -19,9 +19,8 @@ import numpy as np
 import yaml
 
 from ..core.errors import ConfigError
-from ..data.image_check import check_complete
 from ..export.inference import DEVICES, RUN_MODES
-from ..runtime.images import annotated_path, input_images, read_image
+from ..runtime.images import annotated_path, check_complete, input_images, read_image
 from ..runtime.result import Detections
 from ..utils.cli import ArgumentParser, model_dir_error, run, score_threshold, writable_dir
 from ..utils.visualize import draw_boxes

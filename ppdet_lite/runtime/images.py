@@ -30,19 +30,69 @@ def read_image(image: ImageLike) -> np.ndarray:
                                f"dtype {image.dtype}")
         return image
     if isinstance(image, (bytes, bytearray, memoryview)):
-        im = _decode(np.frombuffer(image, np.uint8))
+        raw = bytes(image)  # no copy for bytes
+        im = _decode(np.frombuffer(raw, np.uint8))
         if im is None:
             raise DatasetError("cannot decode image bytes: not a JPEG/PNG/BMP/WebP image or the "
                                "data is truncated")
+        why = truncation(raw)
+        if why:
+            raise DatasetError(f"image bytes: {why}: the data was cut short (an interrupted upload, "
+                               "download or copy?); send the whole file")
         return im
     path = os.fspath(image)
     if not os.path.isfile(path):
         raise DatasetError(f"image {path}: file not found; check the path")
-    im = _decode(np.fromfile(path, np.uint8))  # fromfile: non-ASCII paths work too
+    with open(path, "rb") as f:  # (cv2.imread cannot open non-ASCII paths)
+        raw = f.read()
+    im = _decode(np.frombuffer(raw, np.uint8))
     if im is None:
         raise DatasetError(f"image {path}: cannot be decoded (corrupt, or not a JPEG/PNG/BMP/WebP "
                            "image); replace or remove it")
+    _refuse_truncated(path, truncation(raw))
     return im
+
+
+# A JPEG or PNG cut short (an interrupted download or copy) decodes without an error in OpenCV,
+# which fills the missing rows with grey: read_image refuses it by name.
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+_SOS, _EOI = b"\xff\xda", b"\xff\xd9"
+
+
+def truncation(data: bytes) -> Optional[str]:
+    """Why ``data`` (an encoded image) is cut short, or None: a JPEG needs its end-of-image marker
+    after its last scan (bytes after it, as some cameras append, are fine), a PNG its IEND chunk."""
+    if data[:3] == _JPEG:
+        sos = data.rfind(_SOS)
+        if sos < 0:
+            return "a JPEG without image data (no start-of-scan marker)"
+        if data.find(_EOI, sos) < 0:
+            return "a truncated JPEG (no end-of-image marker after its image data)"
+    elif data[:8] == _PNG and b"IEND" not in data[-4096:]:
+        return "a truncated PNG (no IEND chunk)"
+    return None
+
+
+def check_complete(path: str) -> None:
+    """``DatasetError`` naming ``path`` when the image file there is cut short (``truncation``),
+    without decoding it (the CLIs check their inputs before any work); reads only the last bytes
+    of a complete JPEG; a missing file is left to ``read_image``."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(os.fstat(f.fileno()).st_size - 2, 0))
+        if head[:3] == _JPEG and f.read(2) == _EOI:
+            return
+        f.seek(0)
+        data = f.read()
+    _refuse_truncated(path, truncation(data))
+
+
+def _refuse_truncated(path: str, why: Optional[str]) -> None:
+    if why:
+        raise DatasetError(f"image {path}: {why}: the file was cut short (an interrupted download or copy?); "
+                           "replace it, or remove it from the dataset / input list")
 
 
 def list_images(path: str, recursive: bool = False) -> List[str]:

@@ -17,8 +17,7 @@ def main(argv=None) -> None:
 
     import cv2
 
-    from ..data.image_check import check_complete
-    from ..runtime.images import annotated_path, input_images, read_image
+    from ..runtime.images import annotated_path, check_complete, input_images, read_image
 
     images = input_images(args.infer_img, args.infer_dir, "--infer_img", "--infer_dir")
     for path in images:  # a file cut short decodes into grey rows: refuse it before any work

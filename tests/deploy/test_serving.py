@@ -3,6 +3,7 @@ boxes, bad input, concurrency."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import pytest
 
 from ppdet_lite.deploy.client import predict, request
@@ -47,6 +48,9 @@ def test_bad_input_is_4xx_and_server_keeps_serving(server, image_files):
     assert status == 415 and "cannot decode image bytes" in body["detail"]
     status, body = predict(server, b"")
     assert status == 400 and "empty body" in body["detail"]
+    whole = cv2.imencode(".jpg", cv2.imread(image_files[0]))[1].tobytes()
+    status, body = predict(server, whole[:len(whole) // 2])  # OpenCV decodes it, with grey rows
+    assert status == 415 and "truncated JPEG" in body["detail"]
     status, body = predict(server, os.urandom(2 ** 20 + 10))
     assert status == 413 and "exceeds the limit" in body["detail"]
     status, body = predict(server, os.urandom(2 ** 20 + 10), multipart=True)

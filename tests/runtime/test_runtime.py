@@ -52,6 +52,15 @@ def test_read_image_sources_and_errors(tmp_path):
         read_image(b"")
     with pytest.raises(DatasetError, match=r"shape \(20, 30\)"):
         read_image(rgb[..., 0])
+    whole = cv2.imencode(".jpg", cv2.resize(rgb, (300, 200)))[1].tobytes()
+    cut = whole[:len(whole) // 2]  # OpenCV decodes it, the missing rows grey; read_image refuses it
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    assert cv2.imdecode(np.frombuffer(cut, np.uint8), cv2.IMREAD_COLOR) is not None
+    with pytest.raises(DatasetError, match="cut.jpg: a truncated JPEG"):
+        read_image(str(tmp_path / "cut.jpg"))
+    with pytest.raises(DatasetError, match="image bytes: a truncated JPEG"):
+        read_image(cut)
+    assert read_image(whole).shape == (200, 300, 3)
 
 
 def test_list_images(tmp_path):
