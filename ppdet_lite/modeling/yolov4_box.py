@@ -22,12 +22,15 @@ def decode_level(out: paddle.Tensor, anchors: Sequence[Sequence[float]], scale_x
                  new_coords: bool, input_hw: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor,
                                                                      paddle.Tensor]:
     """One level: out [N, na·(5+nc), H, W], input_hw [N, 2] float (h, w) →
-    (cxcywh [N, na, H, W, 4] normalized to the input, obj [N, na, H, W, 1], cls [N, na, H, W, nc]).
+    (cxcywh [N, na, H·W, 4] normalized to the input, obj [N, na, H·W, 1], cls [N, na, H·W, nc]).
     """
     na = len(anchors)
     shape = paddle.shape(out)
     h, w = shape[2:3], shape[3:4]
-    p = out.reshape([0, na, out.shape[1] // na, -1]).transpose([0, 1, 3, 2])  # [N, na, HW, no]
+    # H·W as a number where the graph knows it (a fixed-size export): the scores keep a static
+    # box count M, which paddle2onnx's NMS needs (with M unknown it indexes scores wrongly)
+    hw = out.shape[2] * out.shape[3] if out.shape[2] > 0 and out.shape[3] > 0 else -1
+    p = out.reshape([0, na, out.shape[1] // na, hw]).transpose([0, 1, 3, 2])  # [N, na, HW, no]
     if not new_coords:
         p = paddle.concat([F.sigmoid(p[..., 0:2]), p[..., 2:4], F.sigmoid(p[..., 4:])], axis=-1)
     grid_wh = paddle.cast(paddle.concat([w, h]), out.dtype)
@@ -66,7 +69,8 @@ class YOLOv4Box:
         for out, level in zip(head_out, levels):
             box, obj, cls = decode_level(out, level["anchors"], level["scale_x_y"],
                                          level["new_coords"], input_hw)
-            box = box.reshape([0, -1, 4])
+            m = box.shape[1] * box.shape[2] if box.shape[2] > 0 else -1  # boxes of the level
+            box = box.reshape([0, m, 4])
             size = origin_wh.reshape([-1, 1, 2])
             xy1 = (box[..., 0:2] - box[..., 2:4] * 0.5) * size
             xy2 = (box[..., 0:2] + box[..., 2:4] * 0.5) * size
@@ -74,8 +78,10 @@ class YOLOv4Box:
                 xy1 = paddle.maximum(paddle.minimum(xy1, size - 1.), paddle.zeros_like(xy1))
                 xy2 = paddle.maximum(paddle.minimum(xy2, size - 1.), paddle.zeros_like(xy2))
             boxes.append(paddle.concat([xy1, xy2], axis=-1))
-            obj = obj.reshape([0, -1, 1])
-            score = obj * cls.reshape([0, -1, cls.shape[-1]])
-            score = score * paddle.cast(obj >= self.conf_thresh, score.dtype)
+            obj = obj.reshape([0, m, 1])
+            score = obj * cls.reshape([0, m, cls.shape[-1]])
+            # a [1] threshold, not a Python float (that becomes a 0-D constant Lite aborts on)
+            thresh = paddle.full([1], self.conf_thresh, obj.dtype)
+            score = score * paddle.cast(obj >= thresh, score.dtype)
             scores.append(score.transpose([0, 2, 1]))
         return paddle.concat(boxes, axis=1), paddle.concat(scores, axis=2)
