@@ -29,8 +29,10 @@ class EfficientDetPostProcess:
         self.max_det_per_image = max_det_per_image
         self.clip_bbox = clip_bbox
         # score_threshold 0 with strict '>' keeps every candidate (sigmoid > 0) and drops the
-        # zero entries of the other classes
-        self.nms = MultiClassNMS(score_threshold=0.0, nms_top_k=-1, keep_top_k=max_det_per_image,
+        # zero entries of the other classes; nms_top_k max_detection_points keeps all of a
+        # class's candidates as -1 would (paddle2onnx turns -1 into an NMS keeping one box)
+        self.nms = MultiClassNMS(score_threshold=0.0, nms_top_k=max_detection_points,
+                                 keep_top_k=max_det_per_image,
                                  nms_threshold=nms_threshold, normalized=True)
 
     def candidates(self, cls_outs: List[paddle.Tensor], box_outs: List[paddle.Tensor],
@@ -39,14 +41,21 @@ class EfficientDetPostProcess:
         nc = cls_outs[0].shape[1] // (box_outs[0].shape[1] // 4)
         logits = flatten_levels(cls_outs, nc)
         codes = flatten_levels(box_outs, 4)
-        n, total = logits.shape[0], logits.shape[1]
+        total = logits.shape[1]
         k = min(self.max_detection_points, total * nc)
-        top, idx = paddle.topk(logits.reshape([n, -1]), k, axis=1)
-        anchor_idx, classes = idx // nc, idx % nc
-        codes = paddle.take_along_axis(codes, anchor_idx.unsqueeze(-1).tile([1, 1, 4]), 1)
+        # static sizes (0 copies the batch), so that an export keeps K known (paddle2onnx's
+        # NMS needs it); [1]-shaped nc (a Python int becomes a 0-D constant, which stops Lite)
+        top, idx = paddle.topk(logits.reshape([0, total * nc]), k, axis=1)
+        num = paddle.full([1], nc, idx.dtype)
+        anchor_idx, classes = idx // num, idx % num
+        # each image's codes at its anchors: a gather on the flattened batch (Lite x86 has no
+        # take_along_axis kernel)
+        start = paddle.arange(paddle.shape(logits)[0], dtype=idx.dtype).unsqueeze(1) * total
+        codes = paddle.gather(codes.reshape([-1, 4]), (anchor_idx + start).reshape([-1]))
         anchors = paddle.to_tensor(np.asarray(anchor_boxes, "float32")) \
             if not isinstance(anchor_boxes, paddle.Tensor) else anchor_boxes
-        boxes = decode_boxes(codes, paddle.gather(anchors, anchor_idx.reshape([-1])).reshape([n, k, 4]))
+        boxes = decode_boxes(codes.reshape([-1, k, 4]),
+                             paddle.gather(anchors, anchor_idx.reshape([-1])).reshape([-1, k, 4]))
         return top, classes, boxes
 
     def __call__(self, cls_outs, box_outs, anchor_boxes, scale_factor: paddle.Tensor,

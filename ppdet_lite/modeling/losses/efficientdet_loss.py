@@ -17,7 +17,9 @@ __all__ = ["EfficientDetLoss", "flatten_levels"]
 
 def flatten_levels(outs: List[paddle.Tensor], per_anchor: int) -> paddle.Tensor:
     """Per-level [N, A*k, H, W] maps -> [N, sum H*W*A, k] in anchor order (level, y, x, anchor)."""
-    flat = [paddle.transpose(o, [0, 2, 3, 1]).reshape([o.shape[0], -1, per_anchor]) for o in outs]
+    # sizes as numbers (0 copies the batch): an export at a fixed input keeps static shapes
+    flat = [paddle.transpose(o, [0, 2, 3, 1]).reshape(
+        [0, o.shape[1] // per_anchor * o.shape[2] * o.shape[3], per_anchor]) for o in outs]
     return paddle.concat(flat, 1)
 
 

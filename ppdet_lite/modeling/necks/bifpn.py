@@ -81,11 +81,17 @@ class _Combine(nn.Layer):
 
     def forward(self, x: List[paddle.Tensor], size) -> paddle.Tensor:
         nodes = [self.resample[str(o)](x[o], size) for o in self.offsets]
-        if self.edge_weights is None:
-            return paddle.add_n(nodes)
-        w = F.relu(self.edge_weights)
-        norm = paddle.sum(w) + 1e-4
-        return paddle.add_n([nodes[i] * w[i] / norm for i in range(len(nodes))])
+        if self.edge_weights is not None:
+            w = F.relu(self.edge_weights)
+            # [1]-shaped sum and weights, the same numbers as 0-D ones: Paddle Lite x86 segfaults
+            # on a reduce_all sum (keepdim or not) and on 0-D tensors
+            norm = paddle.sum(w, axis=0, keepdim=True) + 1e-4
+            nodes = [nodes[i] * w[i:i + 1] / norm for i in range(len(nodes))]
+        # added in order, bit-equal to add_n, whose ``sum`` op Paddle Lite x86 has no kernel for
+        out = nodes[0]
+        for node in nodes[1:]:
+            out = out + node
+        return out
 
 
 class _Node(nn.Layer):
