@@ -28,12 +28,16 @@ from .lite_x86_int8 import apply_x86_int8_workarounds, is_quantized
 from .program_edit import (SavedProgram, compact_names, fold_bias_reshapes, program_op_descs,
                            program_ops, read_program_desc, write_program_desc)
 
-__all__ = ["LITE_BLOCKERS", "LiteUnavailable", "find_python310", "lite_venv", "convert", "prepare_program", "zero_d_reductions", "zero_d_constants",
+__all__ = ["LITE_BLOCKERS", "LiteUnavailable", "find_python310", "lite_venv", "convert",
+           "prepare_program", "zero_d_reductions", "reduce_all_keepdim", "zero_d_constants",
            "relu6_thresholds", "runtime_config", "main", "cli"]
 
 # ops the Lite runtime has no kernel for on that target (measured; PPYOLO_REFERENCE §3, §6)
 LITE_BLOCKERS = {"x86": {"flatten_contiguous_range": "segfaults in the x86 runtime; use reshape",
-                         "flatten2": "segfaults in the x86 runtime; use reshape"},
+                         "flatten2": "segfaults in the x86 runtime; use reshape",
+                         "sum": "paddle.add_n has no x86 kernel; add the tensors with +",
+                         "take_along_axis": "no x86 kernel; paddle.gather on the flattened "
+                                            "tensor (see EfficientDetPostProcess.candidates)"},
                  "arm": {}}
 
 
@@ -48,6 +52,22 @@ def zero_d_reductions(pdmodel: str) -> list:
         all_axes = ("reduce_all" in attrs and attrs["reduce_all"].b) or \
             ("dim" in attrs and not attrs["dim"].ints)
         if all_axes and not ("keep_dim" in attrs and attrs["keep_dim"].b):
+            bad.append(f"{op.type} -> {op.outputs[0].arguments[0]}")
+    return bad
+
+
+def reduce_all_keepdim(pdmodel: str) -> list:
+    """reduce_* ops over every axis (``reduce_all``, or no ``dim``) that keep their dims: the x86
+    Lite runtime segfaults on these too (measured: paddle.sum(w, keepdim=True) of a [2] vector or
+    of a [1,8,16,16] map -> crash; paddle.sum(w, axis=0, keepdim=True) runs)."""
+    bad = []
+    for op in program_op_descs(pdmodel):
+        if not op.type.startswith("reduce_"):
+            continue
+        attrs = {a.name: a for a in op.attrs}
+        all_axes = ("reduce_all" in attrs and attrs["reduce_all"].b) or \
+            ("dim" in attrs and not attrs["dim"].ints)
+        if all_axes and "keep_dim" in attrs and attrs["keep_dim"].b:
             bad.append(f"{op.type} -> {op.outputs[0].arguments[0]}")
     return bad
 
@@ -132,9 +152,15 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
     zero_d = zero_d_reductions(pdmodel)
     if zero_d and valid_targets == "x86":
         blockers["0-D reductions"] = (f"{zero_d}: full reductions give 0-D tensors, which the "
-                                      "x86 runtime segfaults on; reduce with keepdim=True")
+                                      "x86 runtime segfaults on; reduce over named axes with "
+                                      "keepdim=True (paddle.sum(x, axis=0, keepdim=True))")
     elif zero_d:
         print(f"warning: {zero_d} produce 0-D tensors, which Paddle Lite may reject")
+    keep_all = reduce_all_keepdim(pdmodel)
+    if keep_all and valid_targets == "x86":
+        blockers["reduce_all reductions"] = (f"{keep_all}: a reduction over all axes segfaults "
+                                             "the x86 runtime even with keepdim=True; name the "
+                                             "axes (paddle.sum(x, axis=0, keepdim=True))")
     constants = zero_d_constants(pdmodel)
     if constants:
         blockers["0-D constants"] = (f"{constants}: the Lite runtime aborts on them "
