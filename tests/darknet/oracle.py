@@ -32,10 +32,12 @@ def build(config: str, overrides=None):
     return model
 
 
-def randomize(model, size: int = 128, seed: int = 0, batch: int = 4) -> None:
-    """Random weights with BN running statistics calibrated on a random batch (``batch`` images
+def randomize(model, size: int = 128, seed: int = 0, batch: int = 4, mean=None, std=None) -> None:
+    """(A YOLO model, or an EfficientDet: anything with backbone, neck and yolo_head / head.)
+    Random weights with BN running statistics calibrated on a random batch (``batch`` images
     of ``size`` x ``size``: enough values per channel at stride 32..128), so activations
-    stay O(1) however deep the net: BN scale U(0.1, 0.3), shift U(-0.1, 0.1).
+    stay O(1) however deep the net: BN scale U(0.1, 0.3), shift U(-0.1, 0.1). ``mean``, ``std``
+    (per channel): the images are normalised as the model's reader does (e.g. ImageNet's).
 
     Convs followed by BN get weights N(0, 100²/fan_in): their outputs' variance is then far above
     BN's epsilon, so OpenCV's epsilon (1e-6) and darknet's (1e-5, ours) give the same numbers
@@ -56,13 +58,18 @@ def randomize(model, size: int = 128, seed: int = 0, batch: int = 4) -> None:
         bn.weight.set_value(rng.uniform(0.1, 0.3, bn.weight.shape).astype("float32"))
         bn.bias.set_value(rng.uniform(-0.1, 0.1, bn.bias.shape).astype("float32"))
     model.eval()
+    momentum = [bn._momentum for bn in bns]
     for bn in bns:  # running stats := this batch's statistics
         bn.training, bn._momentum = True, 0.
-    image = paddle.to_tensor(rng.uniform(0, 1, (batch, 3, size, size)).astype("float32"))
+    image = rng.uniform(0, 1, (batch, 3, size, size))
+    if mean is not None:  # the model's input normalisation (darknet's: none)
+        image = (image - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))
+    image = paddle.to_tensor(image.astype("float32"))
+    head = model.yolo_head if hasattr(model, "yolo_head") else model.head  # YOLO / EfficientDet
     with paddle.no_grad():
-        model.yolo_head(model.neck(model.backbone({"image": image})))
-    for bn in bns:
-        bn.training, bn._momentum = False, 0.9
+        head(model.neck(model.backbone({"image": image})))
+    for bn, m in zip(bns, momentum):
+        bn.training, bn._momentum = False, m
 
 
 def our_layer_outputs(model, image: np.ndarray) -> Tuple[Dict[int, np.ndarray], List[np.ndarray]]:

@@ -26,29 +26,53 @@ def calibration_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
     return im
 
 
-def spread_scores(model, size: int, seed: int = 0) -> None:
-    """Random BN statistics, then rescale each head output channel so that, on the calibration
-    image, logits sit low with a short tail: scores spread over (0.005, 0.5) for a few classes.
-    Works on PaddleDetection's YOLOv3 and ours alike (same attribute names), IoU-aware heads
-    included (their na IoU channels come first: median -> -1, max -> 2)."""
+def spread_scores(model, size: int, seed: int = 0, random_bn: bool = True,
+                  image: np.ndarray = None) -> None:
+    """Random BN statistics (unless ``random_bn`` is False: weights already set, e.g. by
+    tests/darknet/oracle.py ``randomize``), then rescale each head output channel so that, on the
+    calibration image, logits sit low with a short tail: scores spread over (0.005, 0.5) for a
+    few classes. Works on PaddleDetection's YOLOv3 and ours alike (same attribute names),
+    IoU-aware heads included (their na IoU channels come first: median -> -1, max -> 2), on
+    YOLOv4Head (output convs after head convs, new_coords' sigmoid after them) and on
+    EfficientDetHead (the class / box ``predict`` convs shared by all levels: class logits as
+    above, box codes within about ±0.2). ``image`` [1,3,H,W]: the calibration image as the
+    model's reader prepares it (default: ``normalized``, ImageNet mean/std at ``size``)."""
     import paddle
     rng = np.random.RandomState(seed)
-    for name, p in model.state_dict().items():
-        if name.endswith("_variance"):
-            p.set_value(rng.uniform(0.5, 2.0, p.shape).astype("float32"))
-        elif name.endswith("_mean"):
-            p.set_value(rng.normal(0, 0.1, p.shape).astype("float32"))
+    if random_bn:
+        for name, p in model.state_dict().items():
+            if name.endswith("_variance"):
+                p.set_value(rng.uniform(0.5, 2.0, p.shape).astype("float32"))
+            elif name.endswith("_mean"):
+                p.set_value(rng.normal(0, 0.1, p.shape).astype("float32"))
     model.eval()
-    im = normalized(calibration_image(), size)
+    yolo = hasattr(model, "yolo_head")
+    head = model.yolo_head if yolo else model.head
+    convs = list(head.yolo_outputs) if yolo else [head.class_net.predict.conv_pw,
+                                                  head.box_net.predict.conv_pw]
+    seen = {id(conv): [] for conv in convs}  # each output conv's outputs [C, positions]
+    hooks = [conv.register_forward_post_hook(
+        lambda layer, inp, out: seen[id(layer)].append(out.numpy()[0].reshape(out.shape[1], -1)))
+        for conv in convs]
+    im = normalized(calibration_image(), size) if image is None else image
     with paddle.no_grad():
-        feats = model.neck(model.backbone({"image": paddle.to_tensor(im)}))
-    nc = model.yolo_head.num_classes
-    iou = 1 if getattr(model.yolo_head, "iou_aware", False) else 0
-    for conv, feat in zip(model.yolo_head.yolo_outputs, feats):
-        with paddle.no_grad():
-            out = conv(feat).numpy()[0]
+        head(model.neck(model.backbone({"image": paddle.to_tensor(im)})))
+    for h in hooks:
+        h.remove()
+    nc = head.num_classes
+    for k, conv in enumerate(convs):
+        out = np.concatenate(seen[id(conv)], 1)
+        if not yolo:  # class logits (anchor-major, nc per anchor) or box codes
+            na = out.shape[0] // (nc if k == 0 else 4)
+            lo, hi = np.full((na, nc), -6.0), np.full((na, nc), -6.0)
+            # one top per anchor: the 9 anchors of a cell would tie at the same maximum
+            hi[:, rng.permutation(nc)[:4]] = rng.uniform(0.0, 1.5, (na, 4))
+            if k == 1:
+                lo, hi = np.zeros((na, 4)), np.full((na, 4), 0.2)
+            _spread(conv, out, lo.reshape(-1), hi.reshape(-1))
+            continue
+        iou = 1 if getattr(head, "iou_aware", False) else 0
         na = out.shape[0] // (5 + iou + nc)
-        out = out.reshape(out.shape[0], -1)
         # logit' = lo + (logit - median) * gain, mapping median -> lo and max -> hi
         lo, hi = np.zeros((na, 5 + nc)), np.full((na, 5 + nc), 1.0)
         lo[:, 4:], hi[:, 4] = -6.0, 0.5                 # objectness and classes
@@ -57,12 +81,17 @@ def spread_scores(model, size: int, seed: int = 0) -> None:
         lo, hi = lo.reshape(-1), hi.reshape(-1)
         if iou:
             lo, hi = np.concatenate([np.full(na, -1.0), lo]), np.concatenate([np.full(na, 2.0), hi])
-        med, top = np.median(out, 1), out.max(1)
-        gain = (hi - lo) / (top - med + 1e-6)
-        w = conv.weight.numpy() * gain.reshape(-1, 1, 1, 1)
-        bias = lo - (med - conv.bias.numpy()) * gain
-        conv.weight.set_value(w.astype("float32"))
-        conv.bias.set_value(bias.astype("float32"))
+        _spread(conv, out, lo, hi)
+
+
+def _spread(conv, out: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Rescale ``conv``'s output channels (outputs ``out`` [C, P]): median -> lo, max -> hi."""
+    med, top = np.median(out, 1), out.max(1)
+    gain = (hi - lo) / (top - med + 1e-6)
+    w = conv.weight.numpy() * gain.reshape(-1, 1, 1, 1)
+    bias = lo - (med - conv.bias.numpy()) * gain
+    conv.weight.set_value(w.astype("float32"))
+    conv.bias.set_value(bias.astype("float32"))
 
 
 def normalized(im: np.ndarray, size: int) -> np.ndarray:
