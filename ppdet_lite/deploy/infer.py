@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import yaml
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, writable_dir
 from ..export.inference import DEVICES, RUN_MODES
 from ..runtime.images import annotated_path, check_complete, input_images, read_image
 from ..runtime.result import Detections
-from ..utils.cli import ArgumentParser, model_dir_error, run, score_threshold, writable_dir
+from ..utils.cli import ArgumentParser, model_dir_error, run, score_threshold
 from ..utils.visualize import draw_boxes
 from .predictor import DetectorPredictor
 from .stats import StageTimer, process_memory_mb, process_uss_mb

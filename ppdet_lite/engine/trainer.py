@@ -15,10 +15,9 @@ import paddle.distributed as dist
 
 from ..core.config import section
 from ..core.device import set_device
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, writable_dir
 from ..core.unimplemented import NotImplementedSetting, check_not_implemented
 from ..data.builder import build_loader_for
-from ..utils.cli import writable_dir
 from ..utils.logger import get_logger
 from . import hooks as H
 from .checkpoint import load_checkpoint, load_weights, match_state, optimizer_state_from_structured

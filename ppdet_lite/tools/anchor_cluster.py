@@ -11,11 +11,12 @@ it with ``--no_base`` and list it last in your own config's ``_BASE_``.
 import os
 
 import numpy as np
+
 from ..core.config import load_config
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, writable_dir
 from ..data import anchor_cluster as ac
 from ..data.builder import build_dataset
-from ..utils.cli import ArgsParser, run, writable_dir
+from ..utils.cli import ArgsParser, run
 
 
 def input_size(cfg, text):

@@ -1,6 +1,6 @@
 """Evaluate weights on EvalDataset: python tools/eval.py -c CONFIG -o weights=output/NAME/best_model"""
-from ..core.errors import ConfigError
-from ..utils.cli import ArgsParser, load_configs, run, score_threshold, writable_dir
+from ..core.errors import ConfigError, writable_dir
+from ..utils.cli import ArgsParser, load_configs, run, score_threshold
 
 
 def main(argv=None) -> None:

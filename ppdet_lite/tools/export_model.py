@@ -9,7 +9,8 @@ with --slim_config; a QAT model is written as an int8 program); --onnx also writ
 """
 import os
 
-from ..utils.cli import ArgsParser, load_configs, run, writable_dir
+from ..core.errors import writable_dir
+from ..utils.cli import ArgsParser, load_configs, run
 
 
 def main(argv=None) -> None:

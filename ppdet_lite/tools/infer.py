@@ -3,7 +3,8 @@ python tools/infer.py -c CONFIG -o weights=output/NAME/best_model --infer_img de
 import json
 import os
 
-from ..utils.cli import ArgsParser, load_configs, run, score_threshold, writable_dir
+from ..core.errors import writable_dir
+from ..utils.cli import ArgsParser, load_configs, run, score_threshold
 
 
 def main(argv=None) -> None:

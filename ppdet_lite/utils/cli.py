@@ -116,24 +116,6 @@ def run(main) -> None:
         sys.exit(2)
 
 
-def writable_dir(path: str, flag: str, fix: str = "pass a directory you can write to") -> str:
-    """Create ``path`` and check a file can be written there, before any work; else ``ConfigError``
-    naming ``flag``, ``path`` and ``fix``. Returns ``path``."""
-    import os
-    import tempfile
-
-    from ..core.errors import ConfigError
-
-    try:
-        os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write_test_")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror}); {fix}") from None
-    return path
-
-
 def one_line(e: Exception) -> str:
     """An error's message on one line (a message may add context on lines of its own)."""
     return " ".join(part.strip() for part in str(e).splitlines() if part.strip())
