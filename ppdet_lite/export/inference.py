@@ -5,6 +5,7 @@
 Building a predictor configures only that predictor: the process's paddle device is untouched.
 """
 import os
+import struct
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -35,8 +36,9 @@ _DTYPE_BYTES = {0: 1, 1: 2, 2: 4, 3: 8, 4: 2, 5: 4, 6: 8, 20: 1, 21: 1, 22: 2}
 
 def check_model_files(prog: str, params: str) -> None:
     """``ValueError`` naming the file when the program does not parse as a Paddle ProgramDesc with
-    feed and fetch ops, or the parameter file is missing or shorter than the program's parameters:
-    Paddle Inference would crash the process (segfault) on either."""
+    feed and fetch ops, or the parameter file is missing, does not parse to its end, or holds
+    another number of tensors than the program's parameters: Paddle Inference would crash the
+    process (segfault) or fail naming no file."""
     from google.protobuf.message import DecodeError
 
     from .program_edit import read_program_desc
@@ -49,22 +51,43 @@ def check_model_files(prog: str, params: str) -> None:
     if not desc.blocks or not {"feed", "fetch"} <= ops:
         raise ValueError(f"{prog}: not an exported inference program (no feed/fetch ops); export it with "
                          "tools/export_model.py")
-    # a quantized weight (the X of a dequantize_linear) is declared float32 but saved as int8
-    int8_saved = {name for block in desc.blocks for op in block.ops if op.type == "dequantize_linear"
-                  for slot in op.inputs if slot.parameter == "X" for name in slot.arguments}
-    need = 0
-    for var in desc.blocks[0].vars:
-        if not var.persistable or var.name in ("feed", "fetch"):
-            continue
-        tensor = var.type.lod_tensor.tensor
-        dims = list(tensor.dims)
-        if dims and all(d > 0 for d in dims) and tensor.data_type in _DTYPE_BYTES:
-            need += int(np.prod(dims)) * (1 if var.name in int8_saved else _DTYPE_BYTES[tensor.data_type])
-    size = os.path.getsize(params) if os.path.isfile(params) else -1
-    if need and size < need:
-        raise ValueError(f"{params}: " + ("missing" if size < 0 else f"{size} bytes, but the program's "
-                         f"parameters need at least {need}: truncated or from another export")
-                         + "; export the model again")
+    persistable = sum(1 for var in desc.blocks[0].vars
+                      if var.persistable and var.name not in ("feed", "fetch"))
+    if not os.path.isfile(params):
+        raise ValueError(f"{params}: missing; export the model again")
+    count, why = params_tensors(params)
+    if why or count != persistable:
+        raise ValueError(f"{params}: " + (why or f"{count} tensors, but the program has {persistable} "
+                         "parameters: from another export") + "; export the model again")
+
+
+def params_tensors(params: str) -> Tuple[int, str]:
+    """(tensors, '') when ``params`` is a whole combined parameter file (``paddle.jit.save``'s:
+    per tensor a version, its LoD, a TensorDesc and the raw data, nothing after the last), else
+    (tensors read, what is wrong)."""
+    from google.protobuf.message import DecodeError
+    from paddle.base.proto import framework_pb2
+
+    size, count = os.path.getsize(params), 0
+    with open(params, "rb") as f:
+        while f.tell() < size:
+            try:
+                head = f.read(12)
+                version, lod_levels = struct.unpack("<IQ", head)
+                for _ in range(lod_levels):
+                    f.seek(struct.unpack("<Q", f.read(8))[0], os.SEEK_CUR)
+                version2, desc_size = struct.unpack("<Ii", f.read(8))
+                tensor = framework_pb2.VarType.TensorDesc()
+                tensor.ParseFromString(f.read(desc_size))
+                nbytes = int(np.prod(list(tensor.dims))) * _DTYPE_BYTES[tensor.data_type]
+            except (struct.error, DecodeError, KeyError, ValueError, OverflowError):
+                return count, f"tensor {count + 1} at byte {f.tell()} does not parse (truncated or corrupt)"
+            if version or version2 or desc_size < 0 or f.tell() + nbytes > size:
+                return count, f"tensor {count + 1} at byte {f.tell()}: bad header or data past the end " \
+                              "(truncated or corrupt)"
+            f.seek(nbytes, os.SEEK_CUR)
+            count += 1
+    return count, ""
 
 
 def load_predictor(model_dir: str, run_mode: str = "paddle", batch_size: int = 1,
