@@ -46,6 +46,9 @@ class DeployConfig:
                                     "infer_cfg.yml)")
         with open(path) as f:
             cfg = yaml.safe_load(f) or {}
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{path}: holds a {type(cfg).__name__}, not the mapping an export writes "
+                             "(arch, Preprocess, label_list, ...); re-export the model with tools/export_model.py")
         missing = [k for k in ("arch", "Preprocess", "label_list") if k not in cfg]
         if missing:
             raise ValueError(f"{path}: missing key(s) {missing}; re-export the model with "

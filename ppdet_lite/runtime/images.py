@@ -120,8 +120,10 @@ def input_images(image_file: Optional[str], image_dir: Optional[str], file_flag:
         if not os.path.isfile(image_file):
             raise DatasetError(f"{file_flag} {image_file}: no such file")
         return [image_file]
-    if not image_dir or not os.path.isdir(image_dir):
-        raise DatasetError(f"pass {file_flag} FILE or {dir_flag} DIR (got {dir_flag} {image_dir!r})")
+    if not image_dir:
+        raise DatasetError(f"pass {file_flag} FILE or {dir_flag} DIR")
+    if not os.path.isdir(image_dir):
+        raise DatasetError(f"{dir_flag} {image_dir}: no such directory")
     files = list_images(image_dir)
     if not files:
         raise DatasetError(f"{dir_flag} {image_dir}: no images ({', '.join(IMAGE_EXTS)})")

@@ -34,7 +34,7 @@ def test_infer_flags(name, ws, tmp_path):
 
 def test_infer_dir_missing(ws, tmp_path):
     d = str(tmp_path / "nodir")
-    refused(run_tool("infer", ["-c", ws.cfg, "--infer_dir", d]), "--infer_dir", d)
+    refused(run_tool("infer", ["-c", ws.cfg, "--infer_dir", d]), "--infer_dir", d, "no such directory")
 
 
 def test_infer_dir_without_images(ws, tmp_path):

@@ -115,7 +115,7 @@ def _truncate(name):
 MODEL_DIRS = {
     "no_infer_cfg": (_remove("infer_cfg.yml"), ["infer_cfg.yml"]),
     "infer_cfg_bad_yaml": (_write("infer_cfg.yml", b"arch: [YOLO\nlabel_list: 3\n"), ["infer_cfg.yml"]),
-    "infer_cfg_list": (_write("infer_cfg.yml", b"- arch\n- YOLO\n"), ["infer_cfg.yml"]),
+    "infer_cfg_list": (_write("infer_cfg.yml", b"- arch\n- YOLO\n"), ["infer_cfg.yml", "not the mapping"]),
     "infer_cfg_missing_keys": (_write("infer_cfg.yml", b"arch: YOLO\n"), ["infer_cfg.yml", "Preprocess"]),
     "infer_cfg_non_utf8": (_write("infer_cfg.yml", b"arch: YOLO\xff\xfe\n"), ["infer_cfg.yml"]),
     "no_pdmodel": (_remove("model.pdmodel"), ["model.pdmodel"]),
