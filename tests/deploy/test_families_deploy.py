@@ -53,7 +53,8 @@ def make_weights(name: str, size: int, path: str, work) -> None:
     model = ppdet_lite.build_model(cfg)
     yolo = name.startswith("yolo")  # darknet's input: [0, 1], no mean/std
     randomize(model, size, **({} if yolo else dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)))
-    cal = str(work / "calibration.png")
+    os.makedirs(work / "calibration", exist_ok=True)  # not in work/: other tests list its images
+    cal = str(work / "calibration" / "calibration.png")
     cv2.imwrite(cal, calibration_image()[:, :, ::-1])
     im, info = preprocess(cal, build_ops(preprocess_list(cfg, image_shape_of(cfg))))
     spread_scores(model, size, random_bn=False, image=batch_inputs([im], [info])["image"])
