@@ -29,7 +29,7 @@ from .program_edit import (SavedProgram, compact_names, fold_bias_reshapes, prog
                            program_ops, read_program_desc, write_program_desc)
 
 __all__ = ["LITE_BLOCKERS", "LiteUnavailable", "find_python310", "lite_venv", "convert",
-           "prepare_program", "zero_d_reductions", "reduce_all_keepdim", "zero_d_constants",
+           "prepare_program", "all_axes_reductions", "zero_d_constants",
            "relu6_thresholds", "runtime_config", "main", "cli"]
 
 # ops the Lite runtime has no kernel for on that target (measured; PPYOLO_REFERENCE §3, §6)
@@ -41,9 +41,11 @@ LITE_BLOCKERS = {"x86": {"flatten_contiguous_range": "segfaults in the x86 runti
                  "arm": {}}
 
 
-def zero_d_reductions(pdmodel: str) -> list:
-    """reduce_* ops that reduce every axis without keep_dim: their output is 0-D, which the x86
-    Lite runtime segfaults on (measured: paddle.sum(x) -> crash; sum(x, 0, keepdim=True) runs)."""
+def all_axes_reductions(pdmodel: str, keep_dim: bool) -> list:
+    """reduce_* ops over every axis (``reduce_all``, or no ``dim``) with that ``keep_dim``. The x86
+    Lite runtime segfaults on both kinds (measured: ``paddle.sum(x)``, a 0-D output, and
+    ``paddle.sum(w, keepdim=True)`` of a [2] vector or a [1,8,16,16] map crash it;
+    ``paddle.sum(w, axis=0, keepdim=True)`` runs)."""
     bad = []
     for op in program_op_descs(pdmodel):
         if not op.type.startswith("reduce_"):
@@ -51,23 +53,7 @@ def zero_d_reductions(pdmodel: str) -> list:
         attrs = {a.name: a for a in op.attrs}
         all_axes = ("reduce_all" in attrs and attrs["reduce_all"].b) or \
             ("dim" in attrs and not attrs["dim"].ints)
-        if all_axes and not ("keep_dim" in attrs and attrs["keep_dim"].b):
-            bad.append(f"{op.type} -> {op.outputs[0].arguments[0]}")
-    return bad
-
-
-def reduce_all_keepdim(pdmodel: str) -> list:
-    """reduce_* ops over every axis (``reduce_all``, or no ``dim``) that keep their dims: the x86
-    Lite runtime segfaults on these too (measured: paddle.sum(w, keepdim=True) of a [2] vector or
-    of a [1,8,16,16] map -> crash; paddle.sum(w, axis=0, keepdim=True) runs)."""
-    bad = []
-    for op in program_op_descs(pdmodel):
-        if not op.type.startswith("reduce_"):
-            continue
-        attrs = {a.name: a for a in op.attrs}
-        all_axes = ("reduce_all" in attrs and attrs["reduce_all"].b) or \
-            ("dim" in attrs and not attrs["dim"].ints)
-        if all_axes and "keep_dim" in attrs and attrs["keep_dim"].b:
+        if all_axes and ("keep_dim" in attrs and attrs["keep_dim"].b) == keep_dim:
             bad.append(f"{op.type} -> {op.outputs[0].arguments[0]}")
     return bad
 
@@ -149,14 +135,14 @@ def convert(model_dir: str, valid_targets: str = "arm", output_dir: Optional[str
                               "tools/export_model.py")
     ops = program_ops(pdmodel)
     blockers = {op: why for op, why in LITE_BLOCKERS[valid_targets].items() if op in ops}
-    zero_d = zero_d_reductions(pdmodel)
+    zero_d = all_axes_reductions(pdmodel, keep_dim=False)
     if zero_d and valid_targets == "x86":
         blockers["0-D reductions"] = (f"{zero_d}: full reductions give 0-D tensors, which the "
                                       "x86 runtime segfaults on; reduce over named axes with "
                                       "keepdim=True (paddle.sum(x, axis=0, keepdim=True))")
     elif zero_d:
         print(f"warning: {zero_d} produce 0-D tensors, which Paddle Lite may reject")
-    keep_all = reduce_all_keepdim(pdmodel)
+    keep_all = all_axes_reductions(pdmodel, keep_dim=True)
     if keep_all and valid_targets == "x86":
         blockers["reduce_all reductions"] = (f"{keep_all}: a reduction over all axes segfaults "
                                              "the x86 runtime even with keepdim=True; name the "

@@ -38,34 +38,33 @@ def positive_int(text: str) -> int:
     return value
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1)."""
+def _number_in(text: str, lo: float, hi: float, hi_closed: bool, lo_closed: bool = True,
+               what: str = "a number") -> float:
+    """``text`` as a float in the interval (closed or open at each end), else an argparse error."""
+    span = f"{'[' if lo_closed else '('}{lo:g}, {hi:g}{']' if hi_closed else ')'}"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one in [0, 1)") from None
-    if math.isnan(value) or not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give {what} in {span}") from None
+    inside = (lo <= value if lo_closed else lo < value) and (value <= hi if hi_closed else value < hi)
+    if math.isnan(value) or not inside:
+        raise argparse.ArgumentTypeError(f"{text} is outside {span}; give {what} in {span}")
     return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    return _number_in(text, 0.0, 1.0, hi_closed=False)
 
 
 def ratio(text: str) -> float:
     """An argparse type: a number in (0, 1) (a pruning ratio)."""
-    value = fraction(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1)")
-    return value
+    return _number_in(text, 0.0, 1.0, hi_closed=False, lo_closed=False, what="a ratio")
 
 
 def score_threshold(text: str) -> float:
     """An argparse type: a number in [0, 1] (NaN and out-of-range values are usage errors)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a score threshold in [0, 1]") from None
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]; give a score threshold in [0, 1]")
-    return value
+    return _number_in(text, 0.0, 1.0, hi_closed=True, what="a score threshold")
 
 
 def model_dir_error(model_dir: str, e: Exception):

@@ -192,7 +192,7 @@ def test_lite_refuses_reduce_all_even_with_keepdim(tmp_path):
         path = tmp_path / str(axis)
         paddle.jit.save(paddle.jit.to_static(Layer(axis), input_spec=spec, full_graph=True),
                         str(path / "model"), input_spec=spec)
-        found = lite.reduce_all_keepdim(str(path / "model.pdmodel"))
+        found = lite.all_axes_reductions(str(path / "model.pdmodel"), keep_dim=True)
         assert len(found) == (1 if axis is None else 0)
     (tmp_path / "None" / "infer_cfg.yml").write_text("arch: YOLO\n")
     with pytest.raises(ValueError, match=r"reduce_all.*keepdim=True.*axis=0"):

@@ -47,7 +47,7 @@ def test_graph_holds_the_model_and_nothing_lite_rejects(r50):
     ops = lite.program_ops(pdmodel)
     assert MODEL_OPS[r50.cfg["filename"]] <= ops
     assert not {op for op in ops if "flatten" in op}
-    assert lite.zero_d_reductions(pdmodel) == [] and lite.zero_d_constants(pdmodel) == []
+    assert lite.all_axes_reductions(pdmodel, keep_dim=False) == [] and lite.zero_d_constants(pdmodel) == []
     # the only 0-D values are indexed shapes (paddle.shape(x)[0] in CoordConv, k[0] + n[0] in
     # pad_empty_images), which the Lite runtime runs (the test below)
     assert zero_d_outputs(pdmodel) <= {"slice", "elementwise_add", "cast"}
