@@ -19,6 +19,8 @@ from ..core.errors import ConfigError, DatasetError
 from ..core.registry import accepted_keys, create, lookup
 from ..core.unimplemented import READER as NOT_IMPLEMENTED_READER_KEYS
 from ..core.unimplemented import check_not_implemented
+from ..runtime.preprocess import NormalizePermute
+from . import transforms as T
 from .dataset import DetDataset
 
 # reader keys something reads (``inputs_def.image_shape``: export, anchor clustering); the
@@ -45,7 +47,20 @@ def build_ops(specs: Optional[List[dict]], num_classes: int, where: str) -> List
         keys = accepted_keys(lookup(name, loc))
         extra = {"num_classes": num_classes} if keys and "num_classes" in keys else {}
         ops.append(create(name, dict(kwargs or {}), where=loc, **extra))
-    return ops
+    return fuse_normalize_permute(ops)
+
+
+def fuse_normalize_permute(ops: List[Any]) -> List[Any]:
+    """A ``NormalizeImage`` directly followed by ``Permute`` writes CHW itself, in one pass
+    (``runtime.preprocess.NormalizePermute``, bit-equal); the ``Permute`` is dropped."""
+    fused = []
+    for op in ops:
+        prev = fused[-1] if fused else None
+        if isinstance(op, T.Permute) and isinstance(prev, T.NormalizeImage) and prev.chw is None:
+            prev.chw = NormalizePermute(prev.op)
+            continue
+        fused.append(op)
+    return fused
 
 
 def _describe(sample) -> str:

@@ -168,9 +168,10 @@ class NormalizeImage(BaseOperator):
                  norm_type: str = "mean_std"):
         self.op = preprocess.NormalizeImage(mean, std, is_scale, norm_type)
         self.mean, self.std, self.is_scale, self.norm_type = self.op.mean, self.op.std, is_scale, norm_type
+        self.chw = None  # a runtime NormalizePermute once loader.build_ops fused the Permute after it
 
     def apply(self, sample):
-        sample["image"], _ = self.op(sample["image"], sample)
+        sample["image"], _ = (self.chw or self.op)(sample["image"], sample)
         return sample
 
 

@@ -111,6 +111,8 @@ class NormalizePermute:
         self._mul, self._sub = norm._mul[:, None, None], norm._sub[:, None, None]
 
     def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        if im.dtype not in (np.uint8, np.float32):  # as NormalizeImage: float32 arithmetic
+            im = im.astype(np.float32)
         out = np.empty((im.shape[2], *im.shape[:2]), np.float32)
         np.multiply(cv2.split(im), self._mul, out=out, casting="unsafe")
         out -= self._sub

@@ -108,3 +108,21 @@ def test_paddledetection_reader_keys_not_implemented(shapes_dir):
     for key, on in (("cutmix_epoch", 50), ("fuse_normalize", True)):
         with pytest.raises(ConfigError, match=rf"^EvalReader: {key}: {on}: ppdet_lite does not implement"):
             build_dataloader(dict(EVAL, **{key: on}), _train_set(shapes_dir), 4, "eval")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_normalize_then_permute_is_fused_bit_equal(dtype):
+    """build_ops runs NormalizeImage + Permute as one pass into CHW: the same bits as the two ops."""
+    from ppdet_lite.data.loader import build_ops
+
+    specs = [{"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+             {"Permute": {}}]
+    fused = build_ops(specs, 3, "TrainReader.batch_transforms")
+    plain = build_ops(specs[:1], 3, "x") + build_ops(specs[1:], 3, "y")
+    assert len(fused) == 1 and fused[0].chw is not None and len(plain) == 2
+    rng = np.random.RandomState(0)
+    im = (rng.rand(37, 53, 3) * 255).astype(dtype)
+    a = fused[0]([{"image": im.copy()}])[0]["image"]
+    b = plain[1](plain[0]([{"image": im.copy()}]))[0]["image"]
+    assert a.shape == b.shape == (3, 37, 53) and a.dtype == b.dtype == np.float32
+    assert np.array_equal(a, b) and a.flags.c_contiguous
