@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from .images import ImageLike
-from .preprocess import batch_inputs, build_ops, preprocess
+from .preprocess import build_ops, image_inputs
 from .result import Detections, split_detections
 from .timing import timed_pass
 
@@ -61,12 +61,8 @@ class LiteDetector:
 
     def benchmark(self, images, threshold: float, warmup: int, repeats: int, out_npz: str) -> None:
         """``timed_pass`` over ``images``; the report and every image's outputs -> ``out_npz``."""
-        def prepare(image):
-            im, info = preprocess(image, self.ops)
-            return batch_inputs([im], [info])
-
         report, outputs = timed_pass(
-            images, prepare, self.run,
+            images, lambda image: image_inputs(image, self.ops), self.run,
             lambda out: split_detections(out[0], out[1], threshold, self.labels), warmup, repeats)
         arrays = {f"{name}_{i}": out[k] for i, out in enumerate(outputs)
                   for k, name in enumerate(("bbox", "bbox_num"))}
@@ -74,8 +70,7 @@ class LiteDetector:
 
     def predict(self, image: ImageLike, threshold: float) -> Detections:
         """One image -> its ``Detections`` with ``score >= threshold``."""
-        im, info = preprocess(image, self.ops)
-        bbox, bbox_num = self.run(batch_inputs([im], [info]))[:2]
+        bbox, bbox_num = self.run(image_inputs(image, self.ops))[:2]
         return split_detections(bbox, bbox_num, threshold, self.labels)[0]
 
 
@@ -109,8 +104,7 @@ def main(argv=None) -> None:
         print(f"{path}: {len(found.scores)} boxes {sorted(set(found.class_names))}")
         results.append({"file": path, **found.to_json()})
     if args.run_benchmark:
-        im, info = preprocess(args.image_file[0], det.ops)
-        inputs = batch_inputs([im], [info])
+        inputs = image_inputs(args.image_file[0], det.ops)
         det.run(inputs, 10)
         t = time.perf_counter()
         det.run(inputs, 50)

@@ -180,6 +180,12 @@ def preprocess(image: ImageLike, ops: list) -> Tuple[np.ndarray, Info]:
     return im, info
 
 
+def image_inputs(image: ImageLike, ops: list) -> Dict[str, np.ndarray]:
+    """One image (as ``preprocess`` takes it) -> the detector's inputs as a batch of one."""
+    im, info = preprocess(image, ops)
+    return batch_inputs([im], [info])
+
+
 def batch_inputs(images: List[np.ndarray], infos: List[Info]) -> Dict[str, np.ndarray]:
     """Stack CHW images (zero-padded to the largest h, w) -> ``image [N,3,H,W]``, ``im_shape [N,2]``,
     ``scale_factor [N,2]``, all float32 (one image: no copy when it is contiguous float32)."""

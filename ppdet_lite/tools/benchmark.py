@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..utils.cli import ArgsParser, run
+from ..utils.cli import ArgsParser, model_dir_error, run
 
 BACKENDS = ("paddle", "paddle_mkldnn", "paddle_int8", "onnxruntime", "lite_fp32", "lite_int8")
 TITLES = {"paddle": "Paddle Inference FP32", "paddle_mkldnn": "Paddle Inference FP32 oneDNN",
@@ -45,13 +45,10 @@ class Bench:
     """What every backend shares: the FP32 model dir, images, settings, and the PTQ model made
     on first use."""
 
-    def __init__(self, fp32_dir: str, work: str, images: List[str], cfg, args):
-        from ..deploy.predictor import DeployConfig
-
-        self.fp32_dir, self.work, self.images, self.cfg = fp32_dir, work, images, cfg
+    def __init__(self, fp32_dir: str, deploy, work: str, images: List[str], cfg, args):
+        self.fp32_dir, self.deploy, self.work, self.images, self.cfg = fp32_dir, deploy, work, images, cfg
         self.threads, self.warmup, self.repeats = args.cpu_threads, args.warmup, args.repeats
         self.calib_images = args.calib_images
-        self.deploy = DeployConfig.load(fp32_dir)
         self.threshold = self.deploy.draw_threshold
         self._int8: Optional[str] = None
 
@@ -85,7 +82,7 @@ class Bench:
 
     def onnxruntime(self) -> Pass:
         from ..export.onnx_export import check_convertible, export_onnx
-        from ..runtime.preprocess import batch_inputs, build_ops, preprocess
+        from ..runtime.preprocess import build_ops, image_inputs
         from ..runtime.result import split_detections
         from ..runtime.timing import timed_pass
 
@@ -106,16 +103,12 @@ class Bench:
         names = [i.name for i in sess.get_inputs()]
         ops = build_ops(self.deploy.preprocess)
 
-        def prepare(image):
-            im, info = preprocess(image, ops)
-            return batch_inputs([im], [info])
-
         def infer(inputs, repeats):
             for _ in range(repeats):
                 outputs = sess.run(None, {n: inputs[n] for n in names})
             return outputs
 
-        return timed_pass(self.images, prepare, infer,
+        return timed_pass(self.images, lambda image: image_inputs(image, ops), infer,
                           lambda out: split_detections(out[0], out[1], self.threshold,
                                                        self.deploy.label_list),
                           self.warmup, self.repeats)
@@ -154,21 +147,20 @@ class Bench:
         return self.lite(self.fp32_dir if backend == "lite_fp32" else self.int8_dir(), backend)
 
 
-def eval_map(cfg, images_ids: List[int], outputs: List[list]) -> Dict[str, float]:
-    """COCO AP / AP50 of one ``outputs`` per EvalDataset image (``bbox``, ``bbox_num``)."""
-    from ..data.builder import parsed_dataset
+def eval_map(dataset, images_ids: List[int], outputs: List[list]) -> Dict[str, float]:
+    """COCO AP / AP50 of one ``outputs`` per image of the parsed EvalDataset (``bbox``, ``bbox_num``)."""
     from ..metrics.coco_metric import COCOMetric
 
-    metric = COCOMetric.for_dataset(parsed_dataset(cfg, "EvalDataset"))
+    metric = COCOMetric.for_dataset(dataset)
     for im_id, out in zip(images_ids, outputs):
         metric.update({"bbox": out[0], "bbox_num": out[1]}, np.array([[im_id]]))
     stats = metric.accumulate()
     return {"AP": stats["AP"], "AP50": stats["AP50"]}
 
 
-def eval_images(cfg, labels: List[str]) -> Tuple[List[str], List[int]]:
-    """EvalDataset's image files and ids; ConfigError unless it is a COCO-style set whose classes
-    are the model's."""
+def eval_images(cfg, labels: List[str]) -> Tuple[Any, List[str], List[int]]:
+    """The parsed EvalDataset, its image files and ids; ConfigError unless it is a COCO-style set
+    whose classes are the model's."""
     from ..data.builder import parsed_dataset
 
     if cfg.get("metric", "COCO") != "COCO":
@@ -178,8 +170,8 @@ def eval_images(cfg, labels: List[str]) -> Tuple[List[str], List[int]]:
     if len(ds.catid2clsid) != len(labels):
         raise ConfigError(f"EvalDataset has {len(ds.catid2clsid)} classes, the model "
                           f"{len(labels)} labels: give the -c the model was trained with")
-    return [r["im_file"] for r in ds.roidbs], [int(np.asarray(r["im_id"]).reshape(-1)[0])
-                                               for r in ds.roidbs]
+    return ds, [r["im_file"] for r in ds.roidbs], [int(np.asarray(r["im_id"]).reshape(-1)[0])
+                                                   for r in ds.roidbs]
 
 
 def synthetic_image(size: Optional[List[int]], work: str) -> str:
@@ -257,8 +249,9 @@ def parse_args(argv=None):
     return args
 
 
-def load_model_dir(args, cfg) -> str:
-    """``--model_dir`` checked, or ``-c``'s model exported into ``<output_dir>``."""
+def load_model_dir(args, cfg):
+    """(dir, its DeployConfig): ``--model_dir`` checked, or ``-c``'s model exported into
+    ``<output_dir>``."""
     from ..deploy.predictor import DeployConfig
     from ..export.inference import model_files
 
@@ -272,10 +265,9 @@ def load_model_dir(args, cfg) -> str:
         path = export_model(cfg, os.path.join(args.output_dir, "fp32"))
     try:
         model_files(path)
-        DeployConfig.load(path)
+        return path, DeployConfig.load(path)
     except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"--model_dir {path}: {e}") from None
-    return path
+        raise model_dir_error(path, e) from None
 
 
 def main(argv=None) -> List[Dict[str, Any]]:
@@ -289,15 +281,12 @@ def main(argv=None) -> List[Dict[str, Any]]:
         cfg = load_config(args.config, args.opt)
         cfg["use_gpu"] = False
     os.makedirs(args.output_dir, exist_ok=True)
-    model_dir = load_model_dir(args, cfg)
-    from ..deploy.predictor import DeployConfig
-
-    deploy = DeployConfig.load(model_dir)
+    model_dir, deploy = load_model_dir(args, cfg)
     if cfg is not None and cfg.get("EvalDataset"):
-        images, im_ids = eval_images(cfg, deploy.label_list)
+        dataset, images, im_ids = eval_images(cfg, deploy.label_list)
     else:
-        images, im_ids = [synthetic_image(deploy.input_size, args.output_dir)], []
-    bench = Bench(model_dir, args.output_dir, images, cfg, args)
+        dataset, images, im_ids = None, [synthetic_image(deploy.input_size, args.output_dir)], []
+    bench = Bench(model_dir, deploy, args.output_dir, images, cfg, args)
     rows = []
     for backend in args.backends:
         print(f"--- {TITLES[backend]}", flush=True)
@@ -306,7 +295,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
             report, outputs = bench.measure(backend)
             row.update(report)
             if im_ids:
-                row.update(eval_map(cfg, im_ids, outputs))
+                row.update(eval_map(dataset, im_ids, outputs))
         except Exception as e:  # noqa: BLE001  a backend that fails says why in its row
             row["reason"] = row["note"] = reason_of(e)
         rows.append(row)
