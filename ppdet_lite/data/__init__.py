@@ -11,8 +11,9 @@ im_id          int64 [1]       image id (COCO ``id``; VOC ``<id>`` or running in
 h, w           number          original image height / width in pixels (dropped at batching)
 image          uint8 HWC RGB   after ``Decode``; float32 HWC after colour/geometric ops and
                                ``NormalizeImage``; float32 CHW after ``Permute``
-im_shape       float32 [2]     (h, w) of the current (network input) image
-scale_factor   float32 [2]     (scale_y, scale_x): current size / original size
+im_shape       float32 [2]     (h, w) of the current (network input) image; after
+                               ``LetterBoxResize`` of its content, without the padding
+scale_factor   float32 [2]     (scale_y, scale_x): current (content) size / original size
 gt_bbox        float32 [N,4]   x1, y1, x2, y2 in pixels of the current image; after
                                ``NormalizeBox`` fractions of its w/h; after ``BboxXYXY2XYWH``
                                cx, cy, w, h; after ``PadBox`` [M,4] zero-padded

@@ -5,7 +5,10 @@ of samples (a Mixup pair, or a batch inside ``batch_transforms``) it maps over t
 ops live in ``transforms_geometry.py``. Randomness comes from ``np.random``, which the loader
 seeds per worker and epoch.
 """
+import math
 from collections.abc import Sequence
+from numbers import Number
+
 import cv2
 import numpy as np
 
@@ -156,6 +159,61 @@ class RandomDistort(BaseOperator):
         if not self.random_apply and self.random_channel and np.random.randint(0, 2):
             im = im[..., np.random.permutation(3)]
         sample["image"] = im
+        return sample
+
+
+@register
+class RandomHSV(BaseOperator):
+    """Darknet's colour jitter (cfg keys ``hue``, ``saturation``, ``exposure``), on every sample:
+    hue shifted by dh ~ U(-hue, hue) of the hue circle (wrapping), saturation and value
+    multiplied by darknet's ``rand_scale``: f ~ U(1, s), inverted with probability 1/2, so f lies
+    in [1/s, s] and f and 1/f are equally likely. Draws in darknet's order (hue, saturation,
+    exposure). The image (uint8 or float, 0..255 RGB; float input is clipped to that range first)
+    goes to float32 HSV with cv2 and back; S and V saturate at their maximum as darknet's OpenCV
+    path (uint8 HSV) does. An identity draw (dh 0, both factors 1) leaves the pixels as they are.
+    The image becomes float32 in 0..255.
+
+    How it differs from ``RandomDistort`` (PaddleDetection / SSD): that one applies brightness
+    (additive), contrast, saturation (a blend with grey) and hue (a YIQ rotation in degrees), each
+    with its own probability and range, in random order, as affine maps in RGB, unclipped. Here
+    all three always apply, in HSV: hue is a true rotation of the hue angle, saturation and
+    exposure are multiplicative and log-symmetric, and the result stays a valid 0..255 image.
+    """
+
+    def __init__(self, hue: float = 0.1, saturation: float = 1.5, exposure: float = 1.5):
+        scale = (lambda v: 1 <= v < math.inf, ">= 1, factors in [1/s, s]")
+        for key, value, (ok, want) in (
+                ("hue", hue, (lambda v: 0 <= v <= 0.5, "in [0, 0.5], a fraction of the hue circle")),
+                ("saturation", saturation, scale), ("exposure", exposure, scale)):
+            if isinstance(value, bool) or not isinstance(value, Number) or not ok(value):
+                raise ConfigError(f"RandomHSV: {key} must be a number {want} (darknet's "
+                                  f"yolov4.cfg: hue=.1 saturation=1.5 exposure=1.5), got {value!r}")
+        self.hue, self.saturation, self.exposure = float(hue), float(saturation), float(exposure)
+
+    @staticmethod
+    def rand_scale(s: float) -> float:
+        """darknet's rand_scale: U(1, s), inverted half of the time."""
+        scale = np.random.uniform(1.0, s)
+        return scale if np.random.randint(0, 2) else 1.0 / scale
+
+    def apply(self, sample):
+        dhue = np.random.uniform(-self.hue, self.hue)
+        dsat, dexp = self.rand_scale(self.saturation), self.rand_scale(self.exposure)
+        im = sample["image"]
+        if dhue == 0 and dsat == 1 and dexp == 1:
+            sample["image"] = im.astype(np.float32, copy=False)
+            return sample
+        rgb = im if im.dtype == np.uint8 else np.clip(im, 0, 255)
+        rgb = cv2.multiply(rgb, (1 / 255,) * 4, dtype=cv2.CV_32F)
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # float32: H in [0, 360), S, V in [0, 1]
+        # one pass per step (cv2 scalars act per channel); the hue stays in [0, 720), which
+        # HSV2RGB wraps (it does not wrap negative hues: a negative shift adds a full turn)
+        cv2.multiply(hsv, (1.0, dsat, dexp, 1.0), dst=hsv)
+        cv2.add(hsv, (360 * dhue + (360 if dhue < 0 else 0), 0, 0, 0), dst=hsv)
+        cv2.min(hsv, (720.0, 1.0, 1.0, 1.0), dst=hsv)  # S and V saturate at 1
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        cv2.multiply(rgb, (255.0,) * 4, dst=rgb)
+        sample["image"] = cv2.max(cv2.min(rgb, (255.0,) * 4, dst=rgb), (0.0,) * 4, dst=rgb)
         return sample
 
 

@@ -1,4 +1,5 @@
-"""Geometric sample operators: RandomExpand, RandomCrop, RandomFlip, Resize (PaddleDetection args).
+"""Geometric sample operators: RandomExpand, RandomCrop, RandomFlip, Resize, LetterBoxResize
+(PaddleDetection args).
 
 Boxes are ``gt_bbox`` xyxy pixels of the current image; every op moves them with the image.
 ``RandomCrop`` draws all ``num_attempts`` candidate crops of a threshold at once and keeps the
@@ -163,4 +164,34 @@ class Resize(BaseOperator):
             box = sample["gt_bbox"] * np.array([sx, sy, sx, sy], np.float32)
             sample["gt_bbox"] = np.minimum(np.maximum(box, 0), np.array(
                 [resize_w, resize_h, resize_w, resize_h], np.float32)).astype(np.float32)
+        return sample
+
+
+@register
+class LetterBoxResize(BaseOperator):
+    """Keep the aspect ratio, fit ``target_size`` (h, w) and centre on a ``fill_value`` canvas
+    (``ppdet_lite.runtime.preprocess.LetterBoxResize``, which deploy runs too; darknet's sizes and
+    offsets). Boxes are scaled by (nw / w, nh / h), shifted by (left, top) and clipped to the
+    content; ``im_shape`` = the content's (nh, nw), ``scale_factor`` multiplied by the scales, so
+    the YOLO decodes map boxes back to the original image. The image becomes float32.
+
+    Unlike PaddleDetection's MOT LetterBoxResize, ``gt_bbox`` is xyxy pixels in and out (the
+    sample contract), not normalised cx, cy, w, h in.
+    """
+
+    def __init__(self, target_size, fill_value=127, interp: int = cv2.INTER_LINEAR):
+        self.op = preprocess.LetterBoxResize(target_size, fill_value, interp)
+        self.target_size, self.fill_value, self.interp = (self.op.target_size, self.op.fill_value,
+                                                          self.op.interp)
+
+    def apply(self, sample):
+        h, w = sample["image"].shape[:2]
+        nh, nw, top, left = self.op.layout(h, w)
+        sample["image"], _ = self.op(sample["image"], sample)  # sets im_shape, scale_factor
+        if "gt_bbox" in sample and len(sample["gt_bbox"]):
+            scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
+            shift = np.array([left, top, left, top], np.float32)
+            sample["gt_bbox"] = np.clip(sample["gt_bbox"] * scale + shift, shift,
+                                        shift + np.array([nw, nh, nw, nh], np.float32)
+                                        ).astype(np.float32)
         return sample

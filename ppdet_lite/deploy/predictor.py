@@ -61,9 +61,9 @@ class DeployConfig:
 
     @property
     def input_size(self) -> Optional[List[int]]:
-        """[h, w] the Resize op produces, or None when there is no Resize."""
+        """[h, w] the (LetterBox)Resize op produces, or None when there is none."""
         for op in self.preprocess:
-            if op.get("type") == "Resize":
+            if op.get("type") in ("Resize", "LetterBoxResize"):
                 size = op["target_size"]
                 return [size, size] if isinstance(size, int) else list(size)
         return None

@@ -34,7 +34,7 @@ def image_shape_of(cfg: Dict[str, Any]) -> List[Optional[int]]:
 
 def preprocess_list(cfg: Dict[str, Any], image_shape: List[Optional[int]]) -> List[dict]:
     """TestReader's sample transforms after Decode as deploy ops; a fixed image_shape sets
-    Resize.target_size; a PadBatch batch transform becomes PadStride."""
+    Resize.target_size (and LetterBoxResize's); a PadBatch batch transform becomes PadStride."""
     reader = cfg.get("TestReader") or {}
     ops = []
     for op in reader.get("sample_transforms") or []:
@@ -42,9 +42,9 @@ def preprocess_list(cfg: Dict[str, Any], image_shape: List[Optional[int]]) -> Li
         if name == "Decode":
             continue
         entry = {"type": name, **dict(kwargs or {})}
+        if name in ("Resize", "LetterBoxResize") and image_shape[2] not in (None, -1):
+            entry["target_size"] = list(image_shape[2:])
         if name == "Resize":
-            if image_shape[2] not in (None, -1):
-                entry["target_size"] = list(image_shape[2:])
             entry.setdefault("interp", 1)  # cv2.INTER_LINEAR, PaddleDetection's default
         ops.append(entry)
     for op in reader.get("batch_transforms") or []:

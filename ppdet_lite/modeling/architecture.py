@@ -10,13 +10,20 @@ import paddle.nn as nn
 
 from ..core.registry import register
 
-__all__ = ["YOLOv3"]
+__all__ = ["YOLOv3", "input_size"]
+
+
+def input_size(image: paddle.Tensor) -> paddle.Tensor:
+    """[2] int32 (h, w) of the network input ``image`` [N, 3, H, W], read from the graph: the
+    decode undoes a letterbox padding with it (``post_process.letterbox_correction``)."""
+    return paddle.shape(image)[2:4]
 
 
 @register
 class YOLOv3(nn.Layer):
     """``forward(inputs)`` with inputs ``image`` [N,3,H,W] float32, ``im_shape`` [N,2] (h, w of
-    the network input), ``scale_factor`` [N,2] (input / original, y then x); in training also
+    the image content in the input: the whole input, or a letterbox's centred content),
+    ``scale_factor`` [N,2] (content / original, y then x); in training also
     ``gt_bbox`` [N,K,4] (normalized cx,cy,w,h), ``gt_class`` [N,K,1], ``gt_score`` [N,K,1] and
     ``target0..L-1`` [N, na, 6+nc, H_l, W_l].
 
@@ -65,10 +72,9 @@ class YOLOv3(nn.Layer):
         if self.exclude_post_process:
             return {"head_outs": head_outs, **extra}
         anchors = self.yolo_head.mask_anchors
+        sizes = (inputs["im_shape"], inputs["scale_factor"], input_size(image))
         if self.exclude_nms:
-            boxes, scores = self.post_process.decode(head_outs, anchors, inputs["im_shape"],
-                                                     inputs["scale_factor"])
+            boxes, scores = self.post_process.decode(head_outs, anchors, *sizes)
             return {"boxes": boxes, "scores": scores, **extra}
-        bbox, bbox_num, _ = self.post_process(head_outs, anchors, inputs["im_shape"],
-                                              inputs["scale_factor"])
+        bbox, bbox_num, _ = self.post_process(head_outs, anchors, *sizes)
         return {"bbox": bbox, "bbox_num": bbox_num, **extra}

@@ -5,6 +5,15 @@ Export notes: only Paddle's ``yolo_box``, ``multiclass_nms3`` / ``matrix_nms`` o
 constants are built with shape [1] (Paddle Lite rejects 0-D ``fill_constant``); reshape, never
 flatten.
 
+Letterboxed inputs: the architectures pass the network input size ``input_hw`` (from the image
+tensor) with ``im_shape`` / ``scale_factor``; the decodes read ``input_hw - im_shape`` as padding
+split evenly (top/left the floor half, as ``runtime.preprocess.LetterBoxResize`` places the image,
+and as PaddleDetection's LetterBoxResize reports ``im_shape``) and undo it before dividing by the
+scale (``letterbox_correction``). Where the input is not padded (``input_hw == im_shape``, every
+Resize config) the correction is a multiply by exactly 1 and a subtraction of exactly 0: the boxes
+are bit for bit those of the plain decode. Padding only at the bottom/right (``PadStride``, a batch
+of different sizes) is read as centred too; the YOLO decodes never supported it.
+
 Empty results (as PaddleDetection's ``BBoxPostProcess.get_pred``): an image without detections
 gets one dummy row ``[0, 0, 0, 0, 1, 1]`` (class 0, score 0, box (0,0)-(1,1)) and its bbox_num
 is 1, so every output has a valid shape. Users never see it: ``ppdet_lite.runtime.result``, which
@@ -12,7 +21,7 @@ every runtime's results go through, drops rows of score 0 (NMS keeps only scores
 threshold) at any threshold.
 """
 import contextlib
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import paddle
 import paddle.nn.functional as F
@@ -21,8 +30,8 @@ from paddle.common_ops_import import LayerHelper
 from ..core.registry import register
 from ..core.unimplemented import NotImplementedSetting
 
-__all__ = ["iou_aware_rescore", "YOLOBox", "MultiClassNMS", "MatrixNMS", "BBoxPostProcess",
-           "pad_empty_images"]
+__all__ = ["iou_aware_rescore", "letterbox_correction", "YOLOBox", "MultiClassNMS", "MatrixNMS",
+           "BBoxPostProcess", "pad_empty_images"]
 
 
 def _de_sigmoid(x: paddle.Tensor, eps: float = 1e-7) -> paddle.Tensor:
@@ -46,11 +55,28 @@ def iou_aware_rescore(out: paddle.Tensor, na: int, factor: float) -> paddle.Tens
     return y.reshape([0, x.shape[1]] + hw)
 
 
+def letterbox_correction(input_hw: paddle.Tensor, im_shape: paddle.Tensor,
+                         scale_factor: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    """(gain, shift), each [N, 1, 2] in x, y order, that turn a box decoded as if the content
+    filled the input (``frac · im_shape / scale_factor``, what the decodes compute) into
+    original-image pixels when the content (``im_shape`` [N, 2]) sits centred in the network input
+    ``input_hw`` [2] (h, w): ``x_orig = x · gain − shift``, gain = input / im_shape, shift =
+    ⌊(input − im_shape) / 2⌋ / scale_factor. Plain ops (cast, sub, div, flip); gain 1 and
+    shift 0 exactly when ``input_hw == im_shape``."""
+    size = paddle.cast(input_hw, "float32").reshape([1, 2])
+    content = paddle.cast(im_shape, "float32")
+    pad = paddle.cast(paddle.cast((size - content) * 0.5, "int32"), "float32")  # floor, pad >= 0
+    gain, shift = size / content, pad / scale_factor
+    return paddle.flip(gain, [1]).reshape([-1, 1, 2]), paddle.flip(shift, [1]).reshape([-1, 1, 2])
+
+
 @register
 class YOLOBox:
     """``yolo_box`` per level. Returns boxes [N, M, 4] xyxy in original-image pixels (clipped to
     the image when ``clip_bbox``) and scores [N, nc, M] (σ(obj)·σ(cls), zero under conf_thresh).
-    Level i uses stride downsample_ratio / 2**i.
+    Level i uses stride downsample_ratio / 2**i. With ``input_hw`` (the network input's h, w) a
+    letterbox padding is undone (``letterbox_correction``) before the clip, which then follows
+    ``yolo_box``'s own (x1, y1 >= 0, x2 <= w - 1, y2 <= h - 1 of ``int(im_shape / scale_factor)``).
     """
 
     def __init__(self, num_classes: int = 80, conf_thresh: float = 0.005,
@@ -62,16 +88,27 @@ class YOLOBox:
         self.scale_x_y = scale_x_y
 
     def __call__(self, yolo_head_out: List[paddle.Tensor], anchors: Sequence[Sequence[int]],
-                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor):
+                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor,
+                 input_hw: Optional[paddle.Tensor] = None):
         origin_shape = paddle.cast(im_shape / scale_factor, "int32")
         boxes, scores = [], []
         for i, out in enumerate(yolo_head_out):
             b, s = paddle.vision.ops.yolo_box(
                 out, origin_shape, anchors[i], self.num_classes, self.conf_thresh,
-                self.downsample_ratio // 2 ** i, self.clip_bbox, scale_x_y=self.scale_x_y)
+                self.downsample_ratio // 2 ** i, self.clip_bbox and input_hw is None,
+                scale_x_y=self.scale_x_y)
             boxes.append(b)
             scores.append(paddle.transpose(s, [0, 2, 1]))
-        return paddle.concat(boxes, axis=1), paddle.concat(scores, axis=2)
+        boxes = paddle.concat(boxes, axis=1)
+        if input_hw is not None:
+            gain, shift = letterbox_correction(input_hw, im_shape, scale_factor)
+            xy1, xy2 = boxes[..., 0:2] * gain - shift, boxes[..., 2:4] * gain - shift
+            if self.clip_bbox:
+                limit = paddle.flip(paddle.cast(origin_shape, "float32"), [1]).reshape([-1, 1, 2])
+                xy1 = paddle.maximum(xy1, paddle.zeros_like(xy1))
+                xy2 = paddle.minimum(xy2, limit - 1.)
+            boxes = paddle.concat([xy1, xy2], axis=-1)
+        return boxes, paddle.concat(scores, axis=2)
 
 
 @register
@@ -183,9 +220,10 @@ def pad_empty_images(bbox: paddle.Tensor, bbox_num: paddle.Tensor):
 
 @register
 class BBoxPostProcess:
-    """decode → NMS. ``__call__(head_out, anchors, im_shape [N,2], scale_factor [N,2])`` →
-    (bbox [M,6] (class, score, x1,y1,x2,y2 in original-image pixels), bbox_num [N] int32,
-    nms index or None). Images without detections get a dummy row (see module doc).
+    """decode → NMS. ``__call__(head_out, anchors, im_shape [N,2], scale_factor [N,2],
+    input_hw [2] = None)`` → (bbox [M,6] (class, score, x1,y1,x2,y2 in original-image pixels),
+    bbox_num [N] int32, nms index or None). Images without detections get a dummy row (see module
+    doc); ``input_hw`` goes to the decode (letterbox, see module doc) where given.
     """
 
     NOT_IMPLEMENTED = {
@@ -217,11 +255,12 @@ class BBoxPostProcess:
             for obj, attr, value in saved:
                 setattr(obj, attr, value)
 
-    def __call__(self, head_out, anchors, im_shape, scale_factor):
+    def __call__(self, head_out, anchors, im_shape, scale_factor, input_hw=None):
+        extra = {} if input_hw is None else {"input_hw": input_hw}
         if self.nms is None:
-            bbox, bbox_num = self.decode(head_out, anchors, im_shape, scale_factor)
+            bbox, bbox_num = self.decode(head_out, anchors, im_shape, scale_factor, **extra)
             return bbox, bbox_num, None
-        boxes, scores = self.decode(head_out, anchors, im_shape, scale_factor)
+        boxes, scores = self.decode(head_out, anchors, im_shape, scale_factor, **extra)
         bbox, bbox_num, index = self.nms(boxes, scores)
         bbox, bbox_num = pad_empty_images(bbox, bbox_num)
         return bbox, bbox_num, index

@@ -10,7 +10,7 @@ from typing import Dict, List
 import paddle
 
 from ..core.registry import register
-from .architecture import YOLOv3
+from .architecture import YOLOv3, input_size
 
 __all__ = ["YOLOv4"]
 
@@ -28,12 +28,11 @@ class YOLOv4(YOLOv3):
         if self.exclude_post_process:
             return {"head_outs": head_outs}
         levels = self.yolo_head.levels
+        sizes = (inputs["im_shape"], inputs["scale_factor"], input_size(inputs["image"]))
         if self.exclude_nms:
-            boxes, scores = self.post_process.decode(head_outs, levels, inputs["im_shape"],
-                                                     inputs["scale_factor"])
+            boxes, scores = self.post_process.decode(head_outs, levels, *sizes)
             return {"boxes": boxes, "scores": scores}
-        bbox, bbox_num, _ = self.post_process(head_outs, levels, inputs["im_shape"],
-                                              inputs["scale_factor"])
+        bbox, bbox_num, _ = self.post_process(head_outs, levels, *sizes)
         return {"bbox": bbox, "bbox_num": bbox_num}
 
     def to_darknet(self, g) -> List[int]:

@@ -6,14 +6,17 @@ Per level (anchors in input pixels, grid h x w, input size from ``im_shape``):
     new_coords=0: σ(p) on x, y, obj, cls;  bw = exp(tw)·anchor_w / input_w
     new_coords=1: the map already went through σ;  bw = 4·tw²·anchor_w / input_w
     cx = (s·x − (s−1)/2 + col) / w        (likewise y, h)
-Scores are obj·cls (0 where obj < ``conf_thresh``).
+Scores are obj·cls (0 where obj < ``conf_thresh``). With ``input_hw`` (the network input's h, w)
+a letterbox padding around the ``im_shape`` content is undone first
+(``post_process.letterbox_correction``; nothing changes where the input equals ``im_shape``).
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import paddle
 import paddle.nn.functional as F
 
 from ..core.registry import register
+from .post_process import letterbox_correction
 
 __all__ = ["YOLOv4Box", "decode_level"]
 
@@ -51,10 +54,10 @@ def decode_level(out: paddle.Tensor, anchors: Sequence[Sequence[float]], scale_x
 
 @register
 class YOLOv4Box:
-    """``__call__(head_out, levels, im_shape [N,2], scale_factor [N,2])`` → boxes [N, M, 4]
-    (x1, y1, x2, y2 in original-image pixels, clipped when ``clip_bbox``) and scores
-    [N, nc, M]. ``levels`` is ``YOLOv4Head.levels``. Rows run level by level, then anchor, row,
-    column (as ``yolo_box``).
+    """``__call__(head_out, levels, im_shape [N,2], scale_factor [N,2], input_hw [2] = None)`` →
+    boxes [N, M, 4] (x1, y1, x2, y2 in original-image pixels, clipped when ``clip_bbox``) and
+    scores [N, nc, M]. ``levels`` is ``YOLOv4Head.levels``. Rows run level by level, then anchor,
+    row, column (as ``yolo_box``).
     """
 
     def __init__(self, conf_thresh: float = 0.005, clip_bbox: bool = True):
@@ -62,18 +65,24 @@ class YOLOv4Box:
         self.clip_bbox = clip_bbox
 
     def __call__(self, head_out: List[paddle.Tensor], levels: List[Dict],
-                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor):
-        input_hw = paddle.cast(im_shape, "float32")
-        origin_wh = paddle.flip(input_hw / scale_factor, [1])
+                 im_shape: paddle.Tensor, scale_factor: paddle.Tensor,
+                 input_hw: Optional[paddle.Tensor] = None):
+        content_hw = paddle.cast(im_shape, "float32")
+        origin_wh = paddle.flip(content_hw / scale_factor, [1])
+        gain, shift = (None, None) if input_hw is None else \
+            letterbox_correction(input_hw, im_shape, scale_factor)
         boxes, scores = [], []
         for out, level in zip(head_out, levels):
             box, obj, cls = decode_level(out, level["anchors"], level["scale_x_y"],
-                                         level["new_coords"], input_hw)
+                                         level["new_coords"], content_hw)
             m = box.shape[1] * box.shape[2] if box.shape[2] > 0 else -1  # boxes of the level
             box = box.reshape([0, m, 4])
             size = origin_wh.reshape([-1, 1, 2])
-            xy1 = (box[..., 0:2] - box[..., 2:4] * 0.5) * size
-            xy2 = (box[..., 0:2] + box[..., 2:4] * 0.5) * size
+            cxcy = box[..., 0:2] if gain is None else box[..., 0:2] * gain
+            xy1 = (cxcy - box[..., 2:4] * 0.5) * size
+            xy2 = (cxcy + box[..., 2:4] * 0.5) * size
+            if shift is not None:
+                xy1, xy2 = xy1 - shift, xy2 - shift
             if self.clip_bbox:
                 xy1 = paddle.maximum(paddle.minimum(xy1, size - 1.), paddle.zeros_like(xy1))
                 xy2 = paddle.maximum(paddle.minimum(xy2, size - 1.), paddle.zeros_like(xy2))

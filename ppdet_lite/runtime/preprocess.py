@@ -1,5 +1,6 @@
-"""The one image preprocessing (Resize, NormalizeImage, Permute, PadStride; PaddleDetection's names
-and arguments) for training, ``Detector``, Paddle Inference, Paddle Lite and the HTTP server.
+"""The one image preprocessing (Resize, LetterBoxResize, NormalizeImage, Permute, PadStride;
+PaddleDetection's names and arguments) for training, ``Detector``, Paddle Inference, Paddle Lite
+and the HTTP server.
 
 The training transforms in ``ppdet_lite/data`` wrap these ops (and move boxes with the image);
 the deploy runtimes build them from the ``Preprocess`` list of ``infer_cfg.yml``. Each op is
@@ -14,12 +15,17 @@ unrounded. (PaddleDetection's deploy/python/preprocess.py scales the short side 
 back to the long side only when the rounded long side overflows, and reports the rounded size;
 we use the training rule everywhere.) Normalisation is one float32 multiply-subtract.
 
+``LetterBoxResize`` keeps the aspect ratio and centres the scaled image on a ``fill_value``
+canvas of ``target_size`` (darknet's letterbox_image); ``im_shape`` is the scaled content's size,
+not the canvas's, as PaddleDetection's LetterBoxResize sets it: the YOLO decodes read the padding
+as network input minus ``im_shape``, split evenly (``modeling.post_process.letterbox_correction``).
+
 ``build_ops`` (the runtimes' ops, from ``infer_cfg.yml``) fuses what it can without changing a
-bit of the result: a ``Resize`` feeding ``NormalizeImage`` keeps its uint8 output (the float cast
+bit of the result: a resize feeding ``NormalizeImage`` keeps its uint8 output (the float cast
 happens once, inside the normalisation), and ``NormalizeImage`` + ``Permute`` become
 ``NormalizePermute``, one pass from HWC uint8 to a contiguous CHW float32 array.
 """
-from numbers import Integral
+from numbers import Integral, Number
 from typing import Dict, List, Sequence, Tuple
 
 import cv2
@@ -67,6 +73,61 @@ class Resize:
         info["im_shape"] = np.array([rh, rw], np.float32)
         info["scale_factor"] = np.array([prev[0] * sy, prev[1] * sx], np.float32)
         return (im.astype(np.float32, copy=False) if self.to_float else im), info
+
+
+class LetterBoxResize:
+    """Scale by the largest factor that fits ``target_size`` (h, w) keeping the aspect ratio, and
+    centre the result on a ``target_size`` canvas of ``fill_value`` (pixel units, one value or
+    RGB; darknet's letterbox_image fills 0.5, i.e. 127 here).
+
+    Sizes as darknet: the limiting side becomes the target exactly, the other ``side * target //
+    limiting side``; the content sits at (top, left) = ((H - nh) // 2, (W - nw) // 2). Sets
+    ``im_shape`` = (nh, nw) (the content, without padding) and multiplies ``scale_factor`` by the
+    actual scales (nh / h, nw / w). The image becomes float32 (with ``to_float`` False, which
+    ``fuse_ops`` sets before a normalisation: the input's dtype where ``fill_value`` fits it)."""
+
+    def __init__(self, target_size, fill_value=127, interp: int = cv2.INTER_LINEAR,
+                 to_float: bool = True):
+        size = [target_size] * 2 if isinstance(target_size, Integral) else target_size
+        if not isinstance(size, Sequence) or len(size) != 2 or \
+                not all(isinstance(v, Integral) and v > 0 for v in size):
+            raise ConfigError(f"LetterBoxResize: target_size must be an int or [h, w] of ints > 0, "
+                              f"got {target_size!r}")
+        self.target_size = [int(v) for v in size]
+        fill = [fill_value] * 3 if isinstance(fill_value, Number) else fill_value
+        if not isinstance(fill, Sequence) or len(fill) != 3 or \
+                not all(isinstance(v, Number) and 0 <= v <= 255 for v in fill):
+            raise ConfigError(f"LetterBoxResize: fill_value must be a number or [r, g, b] in "
+                              f"0..255, got {fill_value!r}")
+        if not isinstance(interp, Integral) or not 0 <= interp <= 4:
+            raise ConfigError(f"LetterBoxResize: interp must be a cv2 interpolation 0..4, got "
+                              f"{interp!r}")
+        self.fill_value = [float(v) for v in fill]
+        self.interp, self.to_float = int(interp), to_float
+
+    def layout(self, h: int, w: int) -> Tuple[int, int, int, int]:
+        """(nh, nw, top, left): the scaled content's size and its offset on the canvas."""
+        th, tw = self.target_size
+        if tw / w < th / h:
+            nh, nw = max(h * tw // w, 1), tw
+        else:
+            nh, nw = th, max(w * th // h, 1)
+        return nh, nw, (th - nh) // 2, (tw - nw) // 2
+
+    def __call__(self, im: np.ndarray, info: Info) -> Tuple[np.ndarray, Info]:
+        h, w = im.shape[:2]
+        nh, nw, top, left = self.layout(h, w)
+        im = cv2.resize(im, (nw, nh), interpolation=self.interp)
+        integral = all(v.is_integer() for v in self.fill_value)
+        if self.to_float or not (im.dtype == np.uint8 and integral):
+            im = im.astype(np.float32, copy=False)
+        th, tw = self.target_size
+        im = cv2.copyMakeBorder(im, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT,
+                                value=self.fill_value)
+        prev = info.get("scale_factor", np.ones(2, np.float32))
+        info["im_shape"] = np.array([nh, nw], np.float32)
+        info["scale_factor"] = np.array([prev[0] * nh / h, prev[1] * nw / w], np.float32)
+        return im, info
 
 
 class NormalizeImage:
@@ -135,8 +196,8 @@ class PadStride:
         return out, info
 
 
-OPS = {"Resize": Resize, "NormalizeImage": NormalizeImage, "Permute": Permute,
-       "PadStride": PadStride}
+OPS = {"Resize": Resize, "LetterBoxResize": LetterBoxResize, "NormalizeImage": NormalizeImage,
+       "Permute": Permute, "PadStride": PadStride}
 
 
 def build_ops(preprocess_cfg: List[dict], where: str = "infer_cfg.yml", fuse: bool = True) -> list:
@@ -157,12 +218,12 @@ def build_ops(preprocess_cfg: List[dict], where: str = "infer_cfg.yml", fuse: bo
 
 
 def fuse_ops(ops: list) -> list:
-    """``ops`` with Resize -> NormalizeImage kept uint8 in between and NormalizeImage + Permute
-    as one ``NormalizePermute``."""
+    """``ops`` with (LetterBox)Resize -> NormalizeImage kept uint8 in between and NormalizeImage +
+    Permute as one ``NormalizePermute``."""
     fused = []
     for op in ops:
         prev = fused[-1] if fused else None
-        if isinstance(op, NormalizeImage) and isinstance(prev, Resize):
+        if isinstance(op, NormalizeImage) and isinstance(prev, (Resize, LetterBoxResize)):
             prev.to_float = False
         if isinstance(op, Permute) and isinstance(prev, NormalizeImage):
             fused[-1] = NormalizePermute(prev)

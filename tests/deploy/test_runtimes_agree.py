@@ -1,7 +1,8 @@
 """One model, one real-sized image (640x480), three runtimes: dygraph ``ppdet_lite.Detector``, the
 Paddle Inference deploy predictor and the Paddle Lite runner give the same boxes, with Resize
-keep_ratio false and true (Lite: see the xfail, a Lite bug on non-square inputs); on an image
-without detections all three return none, not the padding row, even at threshold 0."""
+keep_ratio false and true (Lite: see the xfail, a Lite bug on non-square inputs) and with
+LetterBoxResize (the decode undoes the padding in every runtime); on an image without detections
+all three return none, not the padding row, even at threshold 0."""
 import json
 
 import cv2
@@ -17,17 +18,22 @@ from .helpers import calibration_image, json_rows, run, same_boxes
 
 # case -> (keep_ratio, target [h, w], extra overrides). keep_ratio fits 640x480 into 192x256
 # (scale 0.4): a multiple of the stride 32, as the network needs without padding.
-pytestmark = pytest.mark.slow  # three exports (module-scoped), plus three Lite conversions
+pytestmark = pytest.mark.slow  # four exports (module-scoped), plus four Lite conversions
 
+# letterbox: 640x480 -> 192x144 content centred in 192x192 (24 rows of padding above and below)
 CASES = {"stretch": (False, [SIZE, SIZE], []), "keep_ratio": (True, [192, 256], []),
-         "empty": (False, [SIZE, SIZE], ["BBoxPostProcess.nms.score_threshold=0.99"])}
+         "empty": (False, [SIZE, SIZE], ["BBoxPostProcess.nms.score_threshold=0.99"]),
+         "letterbox": ("letterbox", [SIZE, SIZE], [])}
 
 
-def reader(keep_ratio: bool, size) -> list:
-    """TestReader overrides: ``size`` [h, w] input, Resize with ``keep_ratio``."""
-    resize = f"{{target_size: {size}, keep_ratio: {str(keep_ratio).lower()}, interp: 2}}"
+def reader(keep_ratio, size) -> list:
+    """TestReader overrides: ``size`` [h, w] input, Resize with ``keep_ratio`` (or
+    LetterBoxResize for ``keep_ratio='letterbox'``)."""
+    resize = f"Resize: {{target_size: {size}, keep_ratio: {str(keep_ratio).lower()}, interp: 2}}"
+    if keep_ratio == "letterbox":
+        resize = f"LetterBoxResize: {{target_size: {size}, interp: 2}}"
     return [f"TestReader.inputs_def.image_shape=[3, {size[0]}, {size[1]}]",
-            "TestReader.sample_transforms=[{Decode: {}}, {Resize: " + resize + "}, "
+            "TestReader.sample_transforms=[{Decode: {}}, {" + resize + "}, "
             "{NormalizeImage: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], "
             "is_scale: true}}, {Permute: {}}]"]
 
@@ -53,8 +59,8 @@ def test_detector_and_deploy_feed_the_same_inputs(model, photo):
     sample = det.preprocess(read_image(photo))
     inputs = DetectorPredictor(out.dir).preprocess([photo])
     assert list(inputs["image"].shape[2:]) == CASES[case][1]
-    np.testing.assert_allclose(inputs["scale_factor"][0], [0.4, 0.4] if case == "keep_ratio"
-                               else [SIZE / 480, SIZE / 640], rtol=1e-6)
+    scale = {"keep_ratio": [0.4, 0.4], "letterbox": [0.3, 0.3]}.get(case, [SIZE / 480, SIZE / 640])
+    np.testing.assert_allclose(inputs["scale_factor"][0], scale, rtol=1e-6)
     for key in ("image", "im_shape", "scale_factor"):
         np.testing.assert_array_equal(inputs[key][0], sample[key], err_msg=key)
 

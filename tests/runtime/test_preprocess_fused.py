@@ -21,6 +21,10 @@ def chain(resize, extra=()):
     [{"type": "Resize", "target_size": 96, "keep_ratio": False},
      {"type": "NormalizeImage", "mean": [0, 0, 0], "std": [1, 1, 1], "is_scale": True,
       "norm_type": "none"}, {"type": "Permute"}],
+    [{"type": "LetterBoxResize", "target_size": [416, 416]},
+     *chain({"target_size": 1})[1:]],
+    [{"type": "LetterBoxResize", "target_size": [320, 416], "fill_value": [127.5, 114, 0]},
+     *chain({"target_size": 1})[1:]],
 ])
 @pytest.mark.parametrize("shape", [(576, 768), (37, 53), (700, 300)])
 def test_fused_equals_chain(cfg, shape, tmp_path):
@@ -46,3 +50,14 @@ def test_resize_alone_still_gives_float32():
     (op,) = build_ops([{"type": "Resize", "target_size": 64, "keep_ratio": False}])
     out, _ = op(np.zeros((10, 20, 3), np.uint8), {})
     assert out.dtype == np.float32 and Resize(64).to_float
+
+
+def test_letterbox_before_a_normalisation_keeps_uint8():
+    """As Resize: the canvas stays uint8 when the fill fits (127), float32 when it does not."""
+    for fill, dtype in ((127, np.uint8), (127.5, np.float32)):
+        ops = build_ops([{"type": "LetterBoxResize", "target_size": 64, "fill_value": fill},
+                         *chain({"target_size": 1})[1:]])
+        out, _ = ops[0](np.zeros((10, 20, 3), np.uint8), {})
+        assert out.dtype == dtype and out.shape == (64, 64, 3)
+    (op,) = build_ops([{"type": "LetterBoxResize", "target_size": 64}])
+    assert op(np.zeros((10, 20, 3), np.uint8), {})[0].dtype == np.float32
