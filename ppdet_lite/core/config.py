@@ -29,7 +29,7 @@ GLOBAL_KEYS = {
     "auto_scale_lr", "reference_batch_size", "eval_score_threshold", "slim",
     "filename", "use_vdl", "vdl_log_dir", "classwise", "amp", "fleet",
     "output_eval", "bias", "confusion_score_thresh",  # evaluation (tools/eval.py flags set them too)
-    "nan_check", "infer_draw_threshold", "bn_recalibrate_batches", "eval_nms_top_k",
+    "nan_check", "infer_draw_threshold", "bn_recalibrate_batches", "freeze_bn_epoch", "eval_nms_top_k",
     "distill_loss",  # slim configs (PaddleDetection's keys)
 }
 READER_SECTIONS = ("TrainReader", "EvalReader", "TestReader")

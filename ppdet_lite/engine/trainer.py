@@ -149,13 +149,15 @@ class Trainer:
             hook.trainer = self
 
     def default_hooks(self) -> List[H.HookBase]:
-        """NaN guard, EMA, BN recalibration, checkpoints, evaluation, best model, logging, model info."""
+        """NaN guard, EMA, BN recalibration, BN freezing, checkpoints, evaluation, best model, logging, model info."""
         cfg = self.cfg
         out = [H.NaNGuardHook()] if cfg.get("nan_check", True) else []
         if self.ema is not None:
             out.append(H.EMAHook(self.ema, int(cfg.get("cycle_epoch", -1))))
         if int(cfg.get("bn_recalibrate_batches", 0)) > 0:
             out.append(H.BNRecalibrationHook(int(cfg["bn_recalibrate_batches"])))
+        if cfg.get("freeze_bn_epoch") is not None:
+            out.append(H.FreezeBNHook(int(cfg["freeze_bn_epoch"])))
         out += [H.CheckpointHook(),
                 H.EvalHook(cfg.get("eval_score_threshold", 0.01), cfg.get("eval_nms_top_k", 1000)),
                 H.BestCheckpointHook(),

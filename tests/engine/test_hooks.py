@@ -12,7 +12,8 @@ import pytest
 
 import ppdet_lite
 from ppdet_lite.core.errors import ConfigError
-from ppdet_lite.engine.hooks import BNRecalibrationHook, EMAHook, HookBase, NaNGuardHook, recalibrate_bn
+from ppdet_lite.engine.hooks import (BNRecalibrationHook, EMAHook, FreezeBNHook, HookBase, NaNGuardHook,
+                                     recalibrate_bn)
 from ppdet_lite.engine.report_hooks import SummaryHook
 from ppdet_lite.engine.model_stats import count_params
 from ppdet_lite.engine.trainer import Trainer, check_trainer_keys
@@ -216,6 +217,26 @@ def test_bn_recalibration_averages_the_batch_statistics_of_the_current_weights(t
     recalibrate_bn(model, batches + batches, 2)  # only the first 2 batches count
     np.testing.assert_allclose(first.bn._mean.numpy(), (means[0] + means[1]) / 2, rtol=1e-4, atol=1e-6)
     assert first.bn._momentum == momentum  # restored
+
+
+def test_freeze_bn_epoch_trains_on_the_running_statistics_from_that_epoch(tmp_path):
+    trainer = Trainer(tiny_cfg(tmp_path, epoch=2, freeze_bn_epoch=1, use_ema=False), seed=0)
+    assert any(isinstance(h, FreezeBNHook) and h.start == 1 for h in trainer.hooks)
+    bn, conv = trainer.model.backbone.conv1.bn, trainer.model.backbone.conv1.conv
+    seen = []
+
+    class Watch(HookBase):
+        def before_step(self):
+            if self.trainer.iter == 0:
+                seen.append((self.trainer.epoch, bn.training, bn._mean.numpy().copy(), conv.weight.numpy().copy()))
+
+    trainer.register_hooks([Watch()])
+    trainer.train()
+    (e0, training0, mean0, w0), (e1, training1, mean1, w1) = seen
+    assert (e0, training0) == (0, True) and (e1, training1) == (1, False)
+    assert not np.allclose(mean0, mean1)  # epoch 0 updated the statistics ...
+    np.testing.assert_array_equal(bn._mean.numpy(), mean1)  # ... epoch 1 used them, unchanged
+    assert not np.allclose(conv.weight.numpy(), w1)  # and still trained the weights
 
 
 def test_summary_hook_prints_the_run_and_draws_the_best_models_example(tmp_path, capsys):
