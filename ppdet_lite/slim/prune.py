@@ -1,14 +1,16 @@
-"""Filter pruning (PaddleSlim L1-norm / FPGM) on a dygraph detector, layers chosen by stable names.
+"""Filter pruning (L1-norm / FPGM) on a dygraph detector, layers chosen by stable names.
 
 PaddleDetection's prune configs name layers by generated parameter names (``conv2d_56.w_0``) that
 change with construction order. Here a layer is its state_dict prefix: ``neck.yolo_block.0.tip``,
 ``neck.yolo_block.0.conv_module.conv1`` (PP-YOLO FPN), ``backbone.conv13.expand_conv``. Any prefix
-holding exactly one conv weight resolves (``....tip``, ``....tip.conv``, ``....tip.conv.weight``);
-the mapping to PaddleSlim's parameter names stays inside this file.
+holding exactly one conv weight resolves (``....tip``, ``....tip.conv``, ``....tip.conv.weight``).
 
-Pruning removes output filters (axis 0) of the named convs; PaddleSlim shrinks the BatchNorm, the
-depthwise conv and the input channels of every conv that depends on them. A pruned checkpoint is
-a plain state_dict with smaller tensors: ``load_pruned_weights`` fits a fresh model to it.
+Pruning removes output filters (axis 0) of the named convs and, through the channel dependencies
+``channel_graph.ChannelGraph`` traces (our own, not PaddleSlim's pruner: PaddleSlim 2.6 cannot
+follow a cut through a concat, so CoordConv / SPP inputs and FPN transitions were refused), the
+BatchNorms, depthwise convs, convs tied by residual adds and the input channels of every conv
+that reads them, concat positions included. A pruned checkpoint is a plain state_dict with
+smaller tensors: ``load_pruned_weights`` fits a fresh model to it.
 
 FLOPs are PaddleSlim's ``dygraph_flops`` count (multiply-adds of conv/matmul plus element-wise
 ops) at batch 1 without post-processing; parameters count the trainable ones.
@@ -23,14 +25,15 @@ import paddle.nn as nn
 
 from ..core.errors import ConfigError
 from ..core.registry import register
-from ..engine.model_stats import count_flops, count_params, dummy_inputs, traceable
+from ..engine.model_stats import count_flops, count_params
 from ..utils.logger import get_logger
+from .channel_graph import ChannelGraph, PrunePlan
 
 logger = get_logger(__name__)
 
 __all__ = ["Pruner", "conv_layers", "resolve_layer", "make_pruner", "prunable_layers",
            "count_flops", "count_params", "sensitivity", "propose_ratios",
-           "format_sensitivity", "apply_ratios", "drop_backups", "load_pruned_weights", "CRITERIA"]
+           "format_sensitivity", "apply_ratios", "load_pruned_weights", "CRITERIA"]
 
 CRITERIA = ("l1_norm", "fpgm")
 _GENERATED = re.compile(r"^(conv2d|batch_norm2d|linear)_\d+(\.[wb]_\d+)?$")
@@ -79,61 +82,55 @@ def resolve_layer(model: nn.Layer, name: str) -> str:
                       f"ppdet_lite.slim.prunable_layers(model)")
 
 
-def make_pruner(model: nn.Layer, criterion: str = "fpgm", image_shape: Sequence[int] = (3, 640, 640)):
-    """A PaddleSlim filter pruner over ``model`` (traces the graph once: ~15 s for PP-YOLO Tiny)."""
-    import paddleslim
+def _paths(model: nn.Layer) -> Dict[str, str]:
+    """stable name → sublayer path of every Conv2D."""
+    return {_display(name): name for name, layer in model.named_sublayers()
+            if isinstance(layer, nn.Conv2D)}
 
+
+def make_pruner(model: nn.Layer, criterion: str = "fpgm",
+                image_shape: Sequence[int] = (3, 640, 640)) -> ChannelGraph:
+    """The channel dependencies of ``model`` (one trace of its eval forward: ~1 s for PP-YOLO
+    R50vd), ready to prune with ``criterion``."""
     if criterion not in CRITERIA:
         raise ConfigError(f"Pruner.criterion {criterion!r}: expected one of {list(CRITERIA)}")
-    cls = paddleslim.dygraph.FPGMFilterPruner if criterion == "fpgm" else \
-        paddleslim.dygraph.L1NormFilterPruner
-    with traceable(model):
-        return cls(model, dummy_inputs(image_shape))
+    return ChannelGraph(model, image_shape, criterion)
 
 
-def prunable_layers(model: nn.Layer, pruner=None) -> List[str]:
-    """Stable names of the convs whose filters can be pruned on their own.
+def prunable_layers(model: nn.Layer, pruner: Optional[ChannelGraph] = None) -> List[str]:
+    """Stable names of the convs whose filters can be pruned.
 
-    With a ``pruner`` (see ``make_pruner``): the masters of its dependency groups, depthwise convs
-    excluded (they follow the conv before them). Without: every non-depthwise conv but the head's
-    output convs (a quick, slightly larger list).
+    With a ``pruner`` (see ``make_pruner``): every non-depthwise conv whose output channels reach
+    no reshape, head output or channel slice (convs tied by a residual add are all listed; naming
+    one prunes them together). Without: every non-depthwise conv but the head's output convs (a
+    quick, slightly larger list).
     """
     convs = conv_layers(model)
     if pruner is None:
         return [k for k, c in convs.items()
                 if c._groups == 1 and not k.startswith("yolo_head.yolo_output")]
-    by_param = {c.weight.name: k for k, c in convs.items()}
-    return [by_param[c.master_name] for c in pruner.collections
-            if c.master_name in by_param and convs[by_param[c.master_name]]._groups == 1]
+    return [k for k, path in _paths(model).items() if convs[k]._groups == 1 and pruner.slots(path)]
 
 
-def _param_names(model: nn.Layer, pruner, names: Sequence[str]) -> Dict[str, str]:
-    """stable name → PaddleSlim parameter name, checking each layer can be pruned."""
-    convs = conv_layers(model)
-    allowed = set(prunable_layers(model, pruner))
-    out = {}
-    for name in names:
-        key = resolve_layer(model, name)
-        if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=5, cutoff=0.4)
-            raise ConfigError(
-                f"pruned_params: {key!r} cannot be pruned on its own (a depthwise conv, a head "
-                f"output, or its channels are tied to a concat or residual add); prunable layers "
-                f"near it: {close or sorted(allowed)[:8]}")
-        out[key] = convs[key].weight.name
-    return out
-
-
-def apply_ratios(model: nn.Layer, pruner, ratios: Dict[str, float]):
-    """Prune ``{stable name: ratio}`` in place with an existing pruner; returns PaddleSlim's plan
+def apply_ratios(model: nn.Layer, pruner: ChannelGraph, ratios: Dict[str, float]) -> PrunePlan:
+    """Prune ``{stable name: ratio}`` in place with an existing pruner; returns the plan
     (``plan.restore(model)`` undoes it)."""
     for name, ratio in ratios.items():
         if not 0.0 <= float(ratio) < 1.0:
             raise ConfigError(f"pruned_ratios: {ratio} for {name!r} must be in [0, 1)")
-    names = _param_names(model, pruner, list(ratios))
-    todo = {names[resolve_layer(model, k)]: float(r) for k, r in ratios.items() if float(r) > 0}
-    with traceable(model):
-        return pruner.prune_vars(todo, [0])
+    paths, allowed = _paths(model), set(prunable_layers(model, pruner))
+    todo = []
+    for name, ratio in ratios.items():
+        key = resolve_layer(model, name)
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=5, cutoff=0.4)
+            raise ConfigError(
+                f"pruned_params: {key!r} cannot be pruned (a depthwise conv, a head output, or its "
+                f"channels reach a reshape or a channel slice); prunable layers near it: "
+                f"{close or sorted(allowed)[:8]}")
+        if float(ratio) > 0:
+            todo.append((paths[key], float(ratio)))
+    return pruner.prune(todo)
 
 
 @register
@@ -170,7 +167,6 @@ class Pruner:
             for name in prunable_layers(model, pruner):
                 logger.info(f"prunable: {name} {conv_layers(model)[name].weight.shape}")
         apply_ratios(model, pruner, self.ratios)
-        drop_backups(model)
         flops1, params1 = count_flops(model, image_shape), count_params(model)
         self.report = {"flops_before": flops0, "flops_after": flops1, "params_before": params0,
                        "params_after": params1, "flops_cut": 1 - flops1 / flops0}
@@ -261,18 +257,6 @@ def propose_ratios(table: Dict, target_cut: float,
                            f"ratios; best found -{cut:.1%}")
             return ratios, (measure(ratios) if measure else estimate())
         level[min(moves)[1]] += 1
-
-
-def drop_backups(model: nn.Layer) -> int:
-    """Remove the ``*_backup`` buffers PaddleSlim leaves on pruned layers (they hold the unpruned
-    tensors for ``plan.restore`` and would otherwise enter the state_dict); returns the count."""
-    dropped = 0
-    for layer in model.sublayers(include_self=True):
-        for name in [n for n in layer._buffers if n.endswith("_backup")]:
-            del layer._buffers[name]
-            layer._non_persistable_buffer_names_set.discard(name)
-            dropped += 1
-    return dropped
 
 
 def load_pruned_weights(model: nn.Layer, state: Dict[str, paddle.Tensor]) -> nn.Layer:

@@ -1,5 +1,6 @@
 """Filter pruning of PP-YOLO Tiny by stable layer names: the FLOPs cut, sensitivity and ratio
-proposal, training after pruning, and reloading a pruned checkpoint without the pruner."""
+proposal, training after pruning, and reloading a pruned checkpoint without the pruner (pruning
+through concats: test_channel_prune.py)."""
 import os
 
 import numpy as np
@@ -160,9 +161,13 @@ def test_pruned_checkpoint_loads_into_a_fresh_model(pruned):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_layers_tied_to_a_concat_are_refused(pruned):
-    # the transition's output is upsampled and concatenated: PaddleSlim 2.6 cannot follow it
-    with pytest.raises(ConfigError, match="cannot be pruned on its own"):
-        P.apply_ratios(pruned["model"], pruned["slim_pruner"], {"neck.yolo_transition.0": 0.5})
+def test_head_outputs_and_bad_ratios_are_refused_and_a_used_graph_is_not_reused(pruned):
+    model, graph = pruned["model"], pruned["slim_pruner"]
+    # a head output's channels are the graph's outputs (anchors x (5 + classes)): they stay
+    with pytest.raises(ConfigError, match="cannot be pruned"):
+        P.apply_ratios(model, graph, {"yolo_head.yolo_output.0": 0.5})
     with pytest.raises(ConfigError, match=r"must be in \[0, 1\)"):
-        P.apply_ratios(pruned["model"], pruned["slim_pruner"], {TIP: 1.0})
+        P.apply_ratios(model, graph, {TIP: 1.0})
+    # the graph pruned this model: its channel positions are stale until traced again
+    with pytest.raises(RuntimeError, match="already pruned"):
+        P.apply_ratios(model, graph, {"neck.yolo_transition.0": 0.5})

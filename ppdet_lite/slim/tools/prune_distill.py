@@ -136,7 +136,6 @@ def prune_student(args, cfg, slim_cfg, model, evaluate, shape):
     else:
         ratios = dict(zip(names, pruner_cfg.pruned_ratios))
     P.apply_ratios(model, slim_pruner, ratios)
-    P.drop_backups(model)
     flops1, params1 = P.count_flops(model, shape), P.count_params(model)
     print(f"== pruned: FLOPs {flops0 / 1e6:.1f}M -> {flops1 / 1e6:.1f}M (-{1 - flops1 / flops0:.1%}), "
           f"params {params0 / 1e6:.3f}M -> {params1 / 1e6:.3f}M, mAP before fine-tuning "
