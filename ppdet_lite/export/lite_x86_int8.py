@@ -3,7 +3,8 @@
 An x86 ``.nb`` exists to check a conversion on a PC. Converted as is, an int8 PP-YOLO Tiny gives
 wrong head outputs there (max |diff| 2-3 vs Paddle Inference) although the same model's FP32
 ``.nb`` agrees within 1e-6. Four x86 kernel bugs cause it; each is reproduced on a one- or
-two-layer model in tests/deploy/test_lite.py and has an exact emulation (deploy/lite/README.md):
+two-layer model in tests/deploy/test_lite.py and has an exact emulation (deploy/lite/README.md);
+a fifth one (a crash) stops an int8 EfficientDet:
 
 1. ``gemm_s8u8``: activations shifted to uint8 (+128) times int8 weights with
    ``_mm256_maddubs_epi16``, whose pairwise int16 sums saturate (2 * 255 * 127 > 32767).
@@ -16,6 +17,12 @@ two-layer model in tests/deploy/test_lite.py and has an exact emulation (deploy/
    image is not a multiple of 32 (so that no batch size leaves such a remainder) run in float.
 4. ``depthwise_conv2d`` with int8 output and a fused ``leaky_relu`` computes garbage.
    Fix: ``leaky_relu(x)`` written as ``max(x, alpha * x)``.
+5. an int8 ``depthwise_conv2d`` without a bias segfaults (``Conv2dCompute<int8>::PrepareForRun``
+   -> ``generate_gemm_s8u8_x86_kern::repack_bias`` reads the missing bias; gdb backtrace, and a
+   1x1 conv + bias-less 3x3 depthwise conv crashes while the same with a bias runs). A
+   BatchNorm gives most depthwise convs a bias; EfficientDet's BiFPN separable convs have none
+   (their bias is on the pointwise conv). Fix: a zero bias added to the conv's output, which
+   Lite fuses into the conv (exact: + 0).
 
 Only the x86 copy is changed: the arm ``.nb`` is converted from the model as quantized.
 Handles PaddleSlim's ``quantize_linear`` / ``dequantize_linear`` format (``onnx_format: true``,
@@ -127,8 +134,57 @@ def split_activations(prog) -> int:
     return count
 
 
+def _through_observers(prog, name: str) -> list:
+    """The ops reading ``name``, looking through observer-only quantize / dequantize pairs
+    (PaddleSlim puts one after almost every op output; Lite folds them into scales)."""
+    users = prog.consumers(name)
+    if len(users) == 1 and users[0].type == "quantize_linear" and _observer(users[0]):
+        deq = prog.consumers(users[0].output("Y")[0])
+        if len(deq) == 1 and deq[0].type == "dequantize_linear":
+            return _through_observers(prog, deq[0].output("Y")[0])
+    return users
+
+
+def _observer(op) -> bool:
+    return op.has_attr("only_observer") and bool(op.attr("only_observer"))
+
+
+def _has_bias(prog, conv) -> bool:
+    """Whether ``conv``'s output goes (through observers) only to an ``elementwise_add`` of a
+    per-channel constant, which Lite fuses into the conv as its bias."""
+    users = _through_observers(prog, conv.output("Output")[0])
+    if len(users) != 1 or users[0].type != "elementwise_add":
+        return False
+    y = users[0].input("Y")[0]
+    return prog.is_param(y) and len(prog.block.var(y).shape) == 1 and users[0].attr("axis") == 1
+
+
+def zero_bias_depthwise(prog) -> int:
+    """Bug 5: every int8 depthwise conv without a bias gets a zero one (conv -> + 0)."""
+    producers = prog.producers()
+    count = 0
+    for op in list(prog.block.ops):
+        if op.type != "depthwise_conv2d" or _has_bias(prog, op):
+            continue
+        dequant = producers.get(op.input("Filter")[0])
+        if dequant is None or dequant.type != "dequantize_linear":
+            continue  # a float depthwise conv (e.g. one float_ragged_convs gave float weights)
+        out = op.output("Output")[0]
+        var = prog.block.var(out)
+        channels = prog.block.var(op.input("Filter")[0]).shape[0]
+        zeros = prog.add_param(out + ".zero_bias", np.zeros([channels], np.float32))
+        raw = prog.block.create_var(name=out + ".no_bias", dtype=var.dtype, shape=var.shape)
+        op._rename_output(out, raw.name)
+        prog.block._insert_op(prog.op_index(op) + 1, type="elementwise_add",
+                              inputs={"X": [raw.name], "Y": [zeros.name]},
+                              outputs={"Out": [out]}, attrs={"axis": 1})
+        count += 1
+    return count
+
+
 def apply_x86_int8_workarounds(prog) -> Dict[str, int]:
-    """All four fixes on a loaded ``SavedProgram``; returns how many places each changed."""
+    """All five fixes on a loaded ``SavedProgram``; returns how many places each changed."""
     return {"float convs (calib tail)": float_ragged_convs(prog),
             "halved int8 weights (int16 saturation)": halve_int8_weights(prog),
-            "split activations (fused hard_swish / leaky_relu)": split_activations(prog)}
+            "split activations (fused hard_swish / leaky_relu)": split_activations(prog),
+            "zero biases (bias-less int8 depthwise convs)": zero_bias_depthwise(prog)}

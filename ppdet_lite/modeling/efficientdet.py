@@ -22,7 +22,8 @@ class EfficientDet(nn.Layer):
 
     Training -> dict of losses incl. ``loss``. Eval -> ``{'bbox': [M,6], 'bbox_num': [N]}``
     (class, score, x1,y1,x2,y2 in original-image pixels). ``exclude_post_process`` ->
-    ``{'cls_outs': [...], 'box_outs': [...]}`` (per-level raw maps).
+    ``{'cls_outs': [...], 'box_outs': [...]}`` (per-level raw maps); ``exclude_nms`` ->
+    ``{'boxes': [N,A,4], 'scores': [N,nc,A]}``, every anchor decoded (no top-k, no NMS).
     """
 
     def __init__(self, backbone: nn.Layer, neck: nn.Layer, head: nn.Layer, post_process=None):
@@ -32,6 +33,7 @@ class EfficientDet(nn.Layer):
         self.head = head
         self.post_process = post_process
         self.exclude_post_process = False
+        self.exclude_nms = False
 
     def forward(self, inputs: Dict[str, paddle.Tensor]) -> Dict[str, paddle.Tensor]:
         feats = self.neck(self.backbone(inputs))
@@ -40,7 +42,11 @@ class EfficientDet(nn.Layer):
         cls_outs, box_outs = self.head(feats)
         if self.exclude_post_process or self.post_process is None:
             return {"cls_outs": cls_outs, "box_outs": box_outs}
-        image_hw = inputs["image"].shape[2:]
-        bbox, bbox_num = self.post_process(cls_outs, box_outs, self.head.anchors.boxes(image_hw),
-                                           inputs["scale_factor"], inputs.get("im_shape"))
+        anchors = self.head.anchors.boxes(inputs["image"].shape[2:])
+        if self.exclude_nms:
+            boxes, scores = self.post_process.decode(cls_outs, box_outs, anchors,
+                                                     inputs["scale_factor"], inputs.get("im_shape"))
+            return {"boxes": boxes, "scores": scores}
+        bbox, bbox_num = self.post_process(cls_outs, box_outs, anchors, inputs["scale_factor"],
+                                           inputs.get("im_shape"))
         return {"bbox": bbox, "bbox_num": bbox_num}

@@ -64,14 +64,31 @@ class EfficientDetPostProcess:
         (``clip_bbox``) before going back to original pixels."""
         logits, classes, boxes = self.candidates(cls_outs, box_outs, anchor_boxes)
         nc = cls_outs[0].shape[1] // (box_outs[0].shape[1] // 4)
+        boxes = self.to_original(boxes, scale_factor, im_shape)
+        scores = F.sigmoid(logits).unsqueeze(1) * \
+            F.one_hot(classes, nc).transpose([0, 2, 1])  # [N, nc, K]
+        bbox, bbox_num, _ = self.nms(boxes, scores)
+        return bbox, bbox_num
+
+    def decode(self, cls_outs, box_outs, anchor_boxes, scale_factor: paddle.Tensor,
+               im_shape: paddle.Tensor = None) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        """Every anchor, no top-k, no NMS (``export.nms: false``): boxes [N,A,4] in original
+        pixels (clipped as ``__call__`` does) and scores [N,nc,A] (sigmoid of every logit)."""
+        nc = cls_outs[0].shape[1] // (box_outs[0].shape[1] // 4)
+        anchors = paddle.to_tensor(np.asarray(anchor_boxes, "float32")) \
+            if not isinstance(anchor_boxes, paddle.Tensor) else anchor_boxes
+        boxes = decode_boxes(flatten_levels(box_outs, 4), anchors.unsqueeze(0))
+        scores = F.sigmoid(flatten_levels(cls_outs, nc)).transpose([0, 2, 1])
+        return self.to_original(boxes, scale_factor, im_shape), scores
+
+    def to_original(self, boxes: paddle.Tensor, scale_factor: paddle.Tensor,
+                    im_shape: paddle.Tensor = None) -> paddle.Tensor:
+        """boxes [N,K,4] in input pixels -> clipped to ``im_shape`` (``clip_bbox``), then in
+        original-image pixels."""
         if self.clip_bbox and im_shape is not None:
             h, w = im_shape[:, 0:1].astype("float32"), im_shape[:, 1:2].astype("float32")
             limit = paddle.concat([w, h, w, h], 1).unsqueeze(1)
             boxes = paddle.minimum(paddle.clip(boxes, min=0.), limit)
         # to original-image pixels: divide x by scale_x, y by scale_y
         sy, sx = scale_factor[:, 0:1], scale_factor[:, 1:2]
-        boxes = boxes / paddle.concat([sx, sy, sx, sy], 1).unsqueeze(1)
-        scores = F.sigmoid(logits).unsqueeze(1) * \
-            F.one_hot(classes, nc).transpose([0, 2, 1])  # [N, nc, K]
-        bbox, bbox_num, _ = self.nms(boxes, scores)
-        return bbox, bbox_num
+        return boxes / paddle.concat([sx, sy, sx, sy], 1).unsqueeze(1)

@@ -38,10 +38,10 @@ def reader(name: str, size: int) -> list:
             .strip()]
 
 
-def make_weights(name: str, size: int, path: str, work) -> None:
-    """Random weights, BN calibrated on images normalised as the reader does, head outputs
-    rescaled on the calibration image (prepared by the model's own deploy preprocessing) so that
-    a few boxes are confident; saved to ``path``."""
+def make_weights(name: str, size: int, path: str, work, shift=(-0.1, 0.1)) -> None:
+    """Random weights, BN calibrated on images normalised as the reader does (BN shifts
+    U(*shift), see ``randomize``), head outputs rescaled on the calibration image (prepared by
+    the model's own deploy preprocessing) so that a few boxes are confident; saved to ``path``."""
     import paddle
 
     import ppdet_lite
@@ -52,7 +52,8 @@ def make_weights(name: str, size: int, path: str, work) -> None:
     paddle.seed(0)
     model = ppdet_lite.build_model(cfg)
     yolo = name.startswith("yolo")  # darknet's input: [0, 1], no mean/std
-    randomize(model, size, **({} if yolo else dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)))
+    randomize(model, size, shift=shift,
+              **({} if yolo else dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)))
     os.makedirs(work / "calibration", exist_ok=True)  # not in work/: other tests list its images
     cal = str(work / "calibration" / "calibration.png")
     cv2.imwrite(cal, calibration_image()[:, :, ::-1])

@@ -92,15 +92,19 @@ def eval_inputs(batch):
     return {k: batch[k] for k in ("image", "im_shape", "scale_factor")}
 
 
-def compare_candidates(ref, out, top: int = 50):
+def compare_candidates(ref, out, top: int = 50, skip_empty: bool = False):
     """For each image's ``top`` best ``ref`` candidates (decoded boxes [N,M,4], scores [N,nc,M],
     as exported with ``export.nms: false``): IoU with the same candidate's box in ``out``,
-    |score difference| and whether the best class agrees."""
+    |score difference| and whether the best class agrees. ``skip_empty``: leave out ``ref``
+    boxes of zero area (clipped flat at an image edge, their IoU with anything is 0)."""
     (rb, rs), (ob, os_) = ref[:2], out[:2]
     assert ob.shape == rb.shape and os_.shape == rs.shape
     ious, dscore, same = [], [], []
     for n in range(rb.shape[0]):
-        idx = np.argsort(-rs[n].max(0))[:top]
+        idx = np.argsort(-rs[n].max(0))
+        if skip_empty:
+            idx = idx[np.prod(rb[n, idx, 2:] - rb[n, idx, :2], -1) > 0]
+        idx = idx[:top]
         ious.append(np.diag(box_iou(rb[n, idx], ob[n, idx], eps=1e-9)))
         dscore.append(np.abs(rs[n][:, idx] - os_[n][:, idx]))
         same.append(rs[n][:, idx].argmax(0) == os_[n][:, idx].argmax(0))
