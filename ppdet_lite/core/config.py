@@ -132,6 +132,13 @@ def _load_tree(path: str, sources: Dict[str, str], stack: List[str]) -> Dict[str
     return merge(merged, data)
 
 
+def base_paths(path: str) -> List[str]:
+    """The files ``path``'s own ``_BASE_`` lists (not their bases), as paths."""
+    bases = _read_yaml(path).get("_BASE_", [])
+    return [os.path.normpath(os.path.join(os.path.dirname(path), b))
+            for b in ([bases] if isinstance(bases, str) else bases)]
+
+
 def parse_value(text: str) -> Any:
     """An override value, typed as YAML would type it (``3`` int, ``[3,320,320]`` list, ``True``)."""
     try:

@@ -50,8 +50,9 @@ class Trainer:
     ``model``: train or evaluate this model instead of building one from ``cfg`` (a pruned,
     quantized or otherwise prepared model, see ``ppdet_lite.slim.build_slim_model``); it is used
     as it is, so ``pretrain_weights`` are not loaded into it. ``train_wrapper(model)`` → the layer
-    the training step runs (its parameters must be the model's); checkpoints, EMA and evaluation
-    see ``model`` alone. ``hooks``: more hooks after the default ones (``register_hooks``).
+    the training step runs (the optimizer trains its ``parameters()``: the model's and any of the
+    wrapper's own, such as a distillation adapter); checkpoints, EMA and evaluation see ``model``
+    alone. ``hooks``: more hooks after the default ones (``register_hooks``).
     """
 
     def __init__(self, cfg: Dict[str, Any], mode: str = "train", seed: Optional[int] = None,
@@ -126,13 +127,14 @@ class Trainer:
             scale = total / ref
             logger.info(f"auto_scale_lr: total batch {total} vs reference {ref}: base_lr x {scale:.4g}")
         self.lr = build_lr(section(cfg, "LearningRate"), steps, self.epochs, scale)
-        self.optimizer = build_optimizer(cfg.get("OptimizerBuilder"), self.lr, self.model)
+        self.set_train_wrapper(self._wrapper)
+        # the training step's parameters: the model's, and a wrapper's own (a distillation adapter)
+        self.optimizer = build_optimizer(cfg.get("OptimizerBuilder"), self.lr, self.train_model)
         self.ema = ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998)),
                             cfg.get("ema_decay_type", "threshold")) if cfg.get("use_ema") else None
         pretrain = cfg.get("pretrain_weights")
         if pretrain and load_pretrain:
             load_weights(self.model, pretrain, partial=True)
-        self.set_train_wrapper(self._wrapper)
         if self.nranks > 1 and cfg.get("fleet"):
             from paddle.distributed import fleet
 

@@ -18,14 +18,16 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 from ..core.config import Config, apply_overrides, load_config, merge
 from ..core.errors import ConfigError
 from .builder import SlimModel, build_slim_model, build_slim_trainer, fixed_input_shape, same_shapes
-from .distill import DistillModel, DistillYOLOv3Loss, build_distill_loss, distill_wrapper, teacher_from
+from .distill import (DistillModel, DistillYOLOv3Loss, NeckFeatureDistillLoss, build_distill_loss,
+                      distill_wrapper, teacher_from)
 from .prune import (Pruner, count_flops, count_params, format_sensitivity, load_pruned_weights,
                     make_pruner, prunable_layers, propose_ratios, resolve_layer, sensitivity)
 from .quant import PTQ, QAT, evaluate_inference_model, export_quantized, inference_latency
 
 __all__ = ["load_slim_config", "teacher_weights", "SLIM_MODES", "SlimModel", "build_slim_model", "build_slim_trainer",
            "fixed_input_shape", "same_shapes", "Pruner",
-           "QAT", "PTQ", "DistillModel", "DistillYOLOv3Loss", "build_distill_loss", "distill_wrapper",
+           "QAT", "PTQ", "DistillModel", "DistillYOLOv3Loss", "NeckFeatureDistillLoss", "build_distill_loss",
+           "distill_wrapper",
            "teacher_from", "count_flops", "count_params", "format_sensitivity",
            "load_pruned_weights", "make_pruner", "prunable_layers", "propose_ratios",
            "resolve_layer", "sensitivity", "evaluate_inference_model", "export_quantized",

@@ -1,4 +1,5 @@
-"""Knowledge distillation for YOLO heads: ``DistillYOLOv3Loss`` and the ``DistillModel`` wrapper.
+"""Knowledge distillation for YOLO detectors: ``DistillYOLOv3Loss`` (heads),
+``NeckFeatureDistillLoss`` (neck maps) and the ``DistillModel`` wrapper.
 
 The student trains on its task loss plus ``DistillYOLOv3Loss`` (PaddleDetection's terms, after
 "Object detection at 200 FPS"), computed per level from raw head outputs split per anchor into
@@ -9,12 +10,20 @@ x, y, w, h, obj [N,na,H,W,1] and cls [N,na,H,W,nc] (``YOLOv3Loss.distill_pairs``
   obj = mean(BCE(sobj, tobj > 0))
   loss = weight · Σ_levels (reg + cls + obj)          (weight 1000 in PaddleDetection)
 
+``obj_weighted=False`` drops the σ(tobj) factor (reg and cls averaged over every cell and anchor).
+``NeckFeatureDistillLoss`` instead matches the neck's output maps, the maps the heads read: the
+student's, through a trainable 1×1 adapter conv where the channels differ, against the teacher's,
+both standardized per channel over N×H×W (PKD, "General Distillation Framework for Object Detectors
+via Pearson Correlation Coefficient"), so channels of any scale count alike:
+
+  loss = weight · Σ_levels mean((z(adapter(s)) − z(t))²) / 2        z: (x − mean_NHW) / std_NHW
+
 The teacher is frozen: eval mode (BatchNorm running statistics, no DropBlock) under
 ``paddle.no_grad()``. PaddleDetection's DistillModel lets the trainer switch its teacher to train
 mode, so its BatchNorm statistics drift during distillation; here they do not. Teacher and student
 must share anchors, levels and classes (x, y, w, h are offsets relative to those anchors).
 """
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -23,9 +32,11 @@ import paddle.nn.functional as F
 from ..core.errors import ConfigError
 from ..core.registry import register
 
-__all__ = ["DistillYOLOv3Loss", "DistillModel", "distill_wrapper", "split_head_output", "head_pairs"]
+__all__ = ["DistillYOLOv3Loss", "NeckFeatureDistillLoss", "DistillModel", "distill_wrapper",
+           "split_head_output", "head_pairs", "head_channels"]
 
 Pairs = List[List[paddle.Tensor]]
+Feats = List[paddle.Tensor]
 
 
 def split_head_output(p: paddle.Tensor, num_anchors: int, num_classes: int) -> List[paddle.Tensor]:
@@ -39,13 +50,18 @@ def split_head_output(p: paddle.Tensor, num_anchors: int, num_classes: int) -> L
     return paddle.split(p, [1, 1, 1, 1, 1, num_classes], axis=-1)
 
 
-def head_pairs(model: nn.Layer, inputs: Dict[str, paddle.Tensor]) -> Pairs:
-    """Per level [x, y, w, h, obj, cls] raw logits of a YOLOv3 ``model`` in its current mode."""
+def neck_feats(model: nn.Layer, inputs: Dict[str, paddle.Tensor]) -> Feats:
+    """The maps a YOLOv3 ``model``'s head reads, one per level (deepest first), in its current mode."""
     if getattr(model, "data_format", "NCHW") == "NHWC":
         inputs = dict(inputs, image=paddle.transpose(inputs["image"], [0, 2, 3, 1]))
     feats = model.neck(model.backbone(inputs))
-    if isinstance(feats, dict):
-        feats = feats["yolo_feats"]
+    return feats["yolo_feats"] if isinstance(feats, dict) else feats
+
+
+def head_pairs(model: nn.Layer, inputs: Dict[str, paddle.Tensor], feats: Feats = None) -> Pairs:
+    """Per level [x, y, w, h, obj, cls] raw logits of a YOLOv3 ``model`` in its current mode
+    (from ``feats``, its ``neck_feats``, when given)."""
+    feats = neck_feats(model, inputs) if feats is None else feats
     head = model.yolo_head
     pairs = []
     for feat, conv, anchors in zip(feats, head.yolo_outputs, head.anchors):
@@ -56,26 +72,31 @@ def head_pairs(model: nn.Layer, inputs: Dict[str, paddle.Tensor]) -> Pairs:
     return pairs
 
 
+def head_channels(model: nn.Layer) -> List[int]:
+    """Channels of the maps the head reads, per level: its output convs' inputs (true after pruning)."""
+    return [int(conv.weight.shape[1]) for conv in model.yolo_head.yolo_outputs]  # [out, in, kh, kw]
+
+
 @register
 class DistillYOLOv3Loss(nn.Layer):
     """``forward(teacher_pairs, student_pairs)`` → scalar distillation loss (module docstring)."""
+    inputs = "head"  # what DistillModel feeds it: per level [x, y, w, h, obj, cls] (``head_pairs``)
 
-    def __init__(self, weight: float = 1000.):
+    def __init__(self, weight: float = 1000., obj_weighted: bool = True):
         super().__init__()
         self.loss_weight = weight
+        self.obj_weighted = obj_weighted
 
-    @staticmethod
-    def obj_weighted_reg(s, t):
+    def obj_weighted_reg(self, s, t):
         bce = F.binary_cross_entropy_with_logits
         loss = (bce(s[0], F.sigmoid(t[0]), reduction="none")
                 + bce(s[1], F.sigmoid(t[1]), reduction="none")
                 + paddle.abs(s[2] - t[2]) + paddle.abs(s[3] - t[3]))
-        return paddle.mean(loss * F.sigmoid(t[4]))
+        return paddle.mean(loss * F.sigmoid(t[4]) if self.obj_weighted else loss)
 
-    @staticmethod
-    def obj_weighted_cls(scls, tcls, tobj):
+    def obj_weighted_cls(self, scls, tcls, tobj):
         loss = F.binary_cross_entropy_with_logits(scls, F.sigmoid(tcls), reduction="none")
-        return paddle.mean(loss * F.sigmoid(tobj))
+        return paddle.mean(loss * F.sigmoid(tobj) if self.obj_weighted else loss)
 
     @staticmethod
     def obj_loss(sobj, tobj):
@@ -94,6 +115,47 @@ class DistillYOLOv3Loss(nn.Layer):
                                  "anchors per level, classes and strides must match")
             terms += [self.obj_weighted_reg(s, t), self.obj_weighted_cls(s[5], t[5], t[4]),
                       self.obj_loss(s[4], t[4])]
+        return paddle.add_n(terms) * self.loss_weight
+
+
+def standardize(x: paddle.Tensor, eps: float = 1e-6) -> paddle.Tensor:
+    """[N, C, H, W] → zero mean, unit variance per channel over N, H, W."""
+    mean = paddle.mean(x, axis=[0, 2, 3], keepdim=True)
+    std = paddle.sqrt(paddle.mean((x - mean) ** 2, axis=[0, 2, 3], keepdim=True) + eps)
+    return (x - mean) / std
+
+
+@register
+class NeckFeatureDistillLoss(nn.Layer):
+    """``forward(teacher_feats, student_feats)`` → scalar loss on the neck maps (module docstring).
+
+    ``student_channels`` / ``teacher_channels``: per level, deepest first (``head_channels``; the
+    builder fills them); a level whose channels differ gets a 1×1 conv adapter, trained with the
+    student and dropped after training (the student's checkpoint holds the student only).
+    """
+    inputs = "neck"  # what DistillModel feeds it: the maps each head level reads (``neck_feats``)
+
+    def __init__(self, student_channels: Sequence[int] = (), teacher_channels: Sequence[int] = (),
+                 weight: float = 10.):
+        super().__init__()
+        if not student_channels or len(student_channels) != len(teacher_channels):
+            raise ConfigError(f"NeckFeatureDistillLoss: student_channels {list(student_channels)} and "
+                              f"teacher_channels {list(teacher_channels)} need one entry per head level")
+        self.loss_weight = weight
+        self.adapters = nn.LayerList([
+            nn.Conv2D(s, t, 1) if s != t else nn.Identity()
+            for s, t in zip(student_channels, teacher_channels)])
+
+    def forward(self, teacher_feats: Feats, student_feats: Feats) -> paddle.Tensor:
+        if len(teacher_feats) != len(student_feats):
+            raise ValueError(f"teacher has {len(teacher_feats)} neck levels, student "
+                             f"{len(student_feats)}; distillation needs the same levels")
+        terms = []
+        for t, s, adapt in zip(teacher_feats, student_feats, self.adapters):
+            s = adapt(s)
+            if t.shape != s.shape:
+                raise ValueError(f"teacher neck map {t.shape} != adapted student map {s.shape}")
+            terms.append(paddle.mean((standardize(s) - standardize(t)) ** 2) / 2)
         return paddle.add_n(terms) * self.loss_weight
 
 
@@ -116,7 +178,8 @@ def check_compatible(teacher: nn.Layer, student: nn.Layer) -> None:
 
 class DistillModel(nn.Layer):
     """Student + frozen teacher. Training: the student's loss dict plus ``distill_loss`` (added
-    to ``loss``); eval: the student's outputs. Only the student's parameters train.
+    to ``loss``); eval: the student's outputs. The student's parameters train, and the loss's own
+    (a feature adapter); the teacher's never do.
 
     Plug into a ``Trainer`` as its ``train_wrapper`` (its ``model`` stays the student, so
     checkpoints, EMA and evaluation see the student alone): see ``distill_wrapper``.
@@ -138,15 +201,28 @@ class DistillModel(nn.Layer):
         return self
 
     def parameters(self, include_sublayers: bool = True):
-        return self.student_model.parameters(include_sublayers)
+        return (self.student_model.parameters(include_sublayers)
+                + self.distill_loss.parameters(include_sublayers))
 
     def forward(self, inputs: Dict[str, paddle.Tensor]) -> Dict[str, paddle.Tensor]:
         if not self.training:
             return self.student_model(inputs)
-        losses = dict(self.student_model(inputs))
-        with paddle.no_grad():
-            teacher = head_pairs(self.teacher_model, inputs)
-        student = self.student_model.yolo_head.loss.distill_pairs
+        if getattr(self.distill_loss, "inputs", "head") == "neck":
+            kept = []  # the maps the student's head reads, from its own forward
+            hook = self.student_model.neck.register_forward_post_hook(
+                lambda layer, x, out: kept.append(out["yolo_feats"] if isinstance(out, dict) else out))
+            try:
+                losses = dict(self.student_model(inputs))
+            finally:
+                hook.remove()
+            with paddle.no_grad():
+                teacher = neck_feats(self.teacher_model, inputs)
+            student = kept[-1]
+        else:
+            losses = dict(self.student_model(inputs))
+            with paddle.no_grad():
+                teacher = head_pairs(self.teacher_model, inputs)
+            student = self.student_model.yolo_head.loss.distill_pairs
         losses["distill_loss"] = self.distill_loss(teacher, student)
         losses["loss"] = losses["loss"] + losses["distill_loss"]
         return losses
@@ -175,11 +251,20 @@ def teacher_from(cfg: Dict, weights: str) -> nn.Layer:
     return model
 
 
-def build_distill_loss(slim_cfg: Dict) -> nn.Layer:
-    """``distill_loss: DistillYOLOv3Loss`` + its section (weight) from a slim config; defaults to
-    ``DistillYOLOv3Loss(weight=1000)``."""
-    from ..core.registry import create
+def build_distill_loss(slim_cfg: Dict, name: Optional[str] = None, changes: Optional[Dict] = None,
+                       teacher: Optional[nn.Layer] = None, student: Optional[nn.Layer] = None) -> nn.Layer:
+    """The slim config's ``distill_loss`` (or ``name``) built from its section with ``changes``
+    over it; defaults to ``DistillYOLOv3Loss(weight=1000)``. A neck loss needs ``teacher`` and
+    ``student`` (their per-level channels size its adapters)."""
+    from ..core.registry import create, lookup
 
-    name = slim_cfg.get("distill_loss") or "DistillYOLOv3Loss"
-    return create(name, slim_cfg.get(name) or {}, where=f"{slim_cfg.get('_path', 'slim config')}: {name}")
+    name = name or slim_cfg.get("distill_loss") or "DistillYOLOv3Loss"
+    where = f"{slim_cfg.get('_path', 'slim config')}: {name}"
+    kwargs = dict(slim_cfg.get(name) or {}, **(changes or {}))
+    if getattr(lookup(name, where), "inputs", "head") == "neck":
+        if teacher is None or student is None:
+            raise ConfigError(f"{where}: a neck feature loss needs the teacher and the student")
+        return create(name, kwargs, where=where, student_channels=head_channels(student),
+                      teacher_channels=head_channels(teacher))
+    return create(name, kwargs, where=where)
 

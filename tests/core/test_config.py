@@ -50,6 +50,18 @@ def test_base_chain_relative_paths_order_and_deep_merge(tmp_path):
     assert cfg["filename"] == "top"
 
 
+def test_base_paths_are_a_files_own_bases(tmp_path):
+    from ppdet_lite.core.config import base_paths
+
+    write(tmp_path / "base" / "a.yml", "_BASE_: ['b.yml']\n")
+    write(tmp_path / "base" / "b.yml", "epoch: 1\n")
+    slim = write(tmp_path / "slim" / "s.yml", "_BASE_: ['../base/a.yml']\nlr: !CosineDecay {}\n")
+    assert base_paths(slim) == [os.path.normpath(str(tmp_path / "base" / "a.yml"))]  # not b.yml
+    assert base_paths(write(tmp_path / "c.yml", "_BASE_: base/b.yml\n")) == \
+        [os.path.normpath(str(tmp_path / "base" / "b.yml"))]
+    assert base_paths(str(tmp_path / "base" / "b.yml")) == []
+
+
 def test_overrides_are_yaml_typed_and_dotted(tmp_path):
     path = write(tmp_path / "c.yml", "TrainReader: {batch_size: 8}\nepoch: 3\n")
     cfg = load_config(path, ["TrainReader.batch_size=4", "epoch=12", "use_gpu=False",

@@ -14,6 +14,7 @@ import yaml
 import ppdet_lite
 from ppdet_lite.export.inference import inference_predictor, run_inference
 from ppdet_lite.export.program_edit import program_ops
+from ppdet_lite.slim import load_slim_config
 from ppdet_lite.slim.quant import random_inputs
 
 from .helpers import ROOT, SIZE, overrides
@@ -124,22 +125,55 @@ def test_ptq_config_in_tools_points_to_post_quant(work, name):
 
 @pytest.mark.slow  # trains through the tools in subprocesses
 def test_prune_distill_story_end_to_end(work):
-    """slim/prune_distill.py on the demo slim config: sensitivity scan toward -40 % FLOPs,
-    both fine-tunes, exports and the table."""
+    """slim/prune_distill.py on the demo slim config: its wider teacher, the student from its own
+    weights, a sensitivity scan toward -40 % FLOPs, plain and two distilled fine-tunes for two
+    seeds, exports and the table."""
+    slim = os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill_prune.yml")
+    paddle.seed(1)
+    teacher = ppdet_lite.build_model(load_slim_config(DEMO, slim)[1])
+    paddle.save(teacher.state_dict(), str(work / "teacher.pdparams"))
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "slim", "prune_distill.py"), "--teacher_weights",
-         str(work / "base.pdparams"), "--target", "0.4", "--sensitivity_ratios", "0.5", "0.75",
-         "--epochs", "1", "--output_dir", str(work / "story"), *opts(work)],
-        cwd=work, capture_output=True, text=True, timeout=900)
+         str(work / "teacher.pdparams"), "--student_weights", str(work / "base.pdparams"),
+         "--target", "0.4", "--sensitivity_ratios", "0.5", "0.75", "--epochs", "1", "--seeds", "0", "1",
+         "--distill_loss", "DistillYOLOv3Loss", "NeckFeatureDistillLoss:weight=5",
+         "--output_dir", str(work / "story"), *opts(work)],
+        cwd=work, capture_output=True, text=True, timeout=1500)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     table = out[out.index("model "):]
-    for row in ("baseline", "pruned (no tune)", "pruned+tuned", "pruned+distilled"):
+    rows = ["teacher", "baseline", "pruned (no tune)"] + [
+        f"{v} seed {s}" for s in (0, 1)
+        for v in ("pruned+tuned", "pruned+distilled", "pruned+distilled [NeckFeatureDistillLoss:weight=5]")]
+    for row in rows:
         assert f"\n{row} " in table, table
     cuts = [int(c) for c in re.findall(r"FLOPs -(\d+)%", table)]
-    assert len(cuts) == 3 and min(cuts) >= 40, table
-    assert "pruning cost" in out and "distillation over the plain fine-tune" in out
-    assert (work / "story" / "ppyolo_tiny_shapes_distill_prune" / "model.pdmodel").is_file()
+    assert len(cuts) == 7 and min(cuts) >= 40, table  # every pruned row
+    assert "FLOPs +" in table  # the teacher, larger than the baseline
+    assert "mean over seeds [0, 1]" in out and "pruning cost" in out
+    assert re.search(r"pruned\+distilled: \d\.\d{3}(, recovers -?\d+% of it)?, [+-]\d\.\d{3} over the plain", out)
+    for run in ("ppyolo_tiny_shapes_distill_prune_seed1",
+                "ppyolo_tiny_shapes_distill_prune_NeckFeatureDistillLoss_weight5_seed0"):
+        assert (work / "story" / run / "model.pdmodel").is_file()
+        info = yaml.safe_load((work / "output" / run / "slim_info.yml").read_text())
+        assert info["student_weights"] == str(work / "base.pdparams") and info["seed"] == int(run[-1])
+
+
+def test_distill_loss_specs_parse_names_and_arguments():
+    from ppdet_lite.core.errors import ConfigError
+    from ppdet_lite.slim.tools.prune_distill import distill_specs, parse_args, safe_name
+
+    slim = {"distill_loss": "DistillYOLOv3Loss"}
+    assert distill_specs(parse_args([]), slim) == [("DistillYOLOv3Loss", "DistillYOLOv3Loss", {})]
+    args = parse_args(["--distill_loss", "DistillYOLOv3Loss:obj_weighted=false,weight=300",
+                       "NeckFeatureDistillLoss"])
+    assert distill_specs(args, slim) == [
+        ("DistillYOLOv3Loss:obj_weighted=false,weight=300", "DistillYOLOv3Loss",
+         {"obj_weighted": False, "weight": 300}),
+        ("NeckFeatureDistillLoss", "NeckFeatureDistillLoss", {})]
+    assert safe_name("DistillYOLOv3Loss:obj_weighted=false") == "DistillYOLOv3Loss_obj_weightedfalse"
+    with pytest.raises(ConfigError, match="key=value"):
+        distill_specs(parse_args(["--distill_loss", "DistillYOLOv3Loss:weight"]), slim)
 
 
 @pytest.mark.slow  # a QAT fine-tune and a PTQ calibration, each evaluated through Paddle Inference
@@ -174,3 +208,26 @@ def test_slim_scripts_refuse_the_wrong_slim_config_in_one_line(tmp_path, script,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.splitlines() == [f"error: {slim}: {message}"], proc.stderr[-2000:]
+
+
+def test_without_a_teacher_the_student_needs_weights_of_its_own(work):
+    """--no_distill skips the teacher: the unpruned student comes from --student_weights or -c's
+    trained weights, and nothing else will do."""
+    from types import SimpleNamespace
+
+    from ppdet_lite.core.errors import ConfigError
+    from ppdet_lite.slim.tools.prune_distill import student_start
+
+    slim = os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill_prune.yml")
+    cfg, _ = load_slim_config(DEMO, slim, {"weights": str(work / "nowhere")})
+    args = SimpleNamespace(student_weights=None, config=DEMO)
+    with pytest.raises(ConfigError, match="no_distill"):
+        student_start(args, cfg, ppdet_lite.build_model(cfg), None, None)
+    student = ppdet_lite.build_model(cfg)
+    args.student_weights = str(work / "base.pdparams")
+    assert student_start(args, cfg, student, None, None) == args.student_weights
+    want = paddle.load(args.student_weights)["yolo_head.yolo_output.0.weight"].numpy()
+    np.testing.assert_array_equal(student.state_dict()["yolo_head.yolo_output.0.weight"].numpy(), want)
+    cfg["weights"] = args.student_weights  # -c's trained weights
+    args.student_weights = None
+    assert student_start(args, cfg, ppdet_lite.build_model(cfg), None, None) == cfg["weights"]

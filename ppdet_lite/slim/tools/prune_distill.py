@@ -1,28 +1,33 @@
-"""Prune a PP-YOLO model, fine-tune it with distillation from the unpruned one, compare all three.
+"""Prune a PP-YOLO model, fine-tune it plain and with distillation from a teacher, compare them.
 
-    python slim/prune_distill.py                     # the shapes demo, end to end (~15-30 min CPU)
-    python slim/prune_distill.py -c configs/ppyolo_mbv3_small.yml \\
-        --slim_config configs/slim/distill/ppyolo_mbv3_small_distill_prune.yml --target 0 \\
+    python slim/prune_distill.py                     # the shapes demo, end to end (~30 min CPU)
+    python slim/prune_distill.py --seeds 0 1 2 --distill_loss DistillYOLOv3Loss \
+        DistillYOLOv3Loss:obj_weighted=false NeckFeatureDistillLoss   # every variant, three seeds
+    python slim/prune_distill.py -c configs/ppyolo_mbv3_small.yml \
+        --slim_config configs/slim/distill/ppyolo_mbv3_small_distill_prune.yml --target 0 \
         --student_weights https://paddledet.bj.bcebos.com/models/ppyolo_mbv3_small_coco.pdparams
     python slim/prune_distill.py --list_layers       # the layer names Pruner accepts
 
 Run it from the repository root (configs, dataset/ and output/ paths are relative to it).
 
-Steps: (1) the baseline/teacher: the slim config's pretrain_weights, trained with -c first when they
-are the -c config's own best_model and missing; (2) prune a copy: with --target > 0 a sensitivity
-scan (one layer and ratio at a time, mAP on EvalDataset) over the Pruner's layers proposes ratios
-reaching that FLOPs cut, with --target 0 the config's pruned_ratios are used; (3) fine-tune the
-pruned model twice from the same start: on its task loss ("pruned+tuned") and with DistillYOLOv3Loss
-from the frozen baseline ("pruned+distilled"); (4) evaluate, export to Paddle Inference and print
-one table: mAP, FLOPs, parameters, file size and CPU latency for the baseline, the pruned model
-before fine-tuning and both fine-tunes, then how much of the mAP pruning cost each fine-tune won
-back. A ``slim: Pruner`` config skips the distilled run; ``slim: Distill`` skips pruning.
+Steps: (1) the teacher: the slim config's pretrain_weights, trained with the slim config's _BASE_
+first when they are that config's own missing best_model; the baseline (the unpruned student):
+--student_weights, else the teacher's weights when the models match, else -c's weights (trained
+first when they are -c's own missing best_model); (2) prune a copy of the baseline: with --target
+> 0 a sensitivity scan (one layer and ratio at a time, mAP on EvalDataset) over the Pruner's
+layers proposes ratios reaching that FLOPs cut, with --target 0 the config's pruned_ratios are
+used; (3) for each of --seeds, fine-tune the pruned model from the same start on its task loss
+("pruned+tuned") and, for each --distill_loss, on task loss + distillation from the frozen teacher
+("pruned+distilled"); (4) evaluate, export to Paddle Inference and print one table: mAP, FLOPs,
+parameters, file size and CPU latency of every model, then per variant the mean over seeds and how
+much of the mAP pruning cost it won back. A ``slim: Pruner`` config skips the distilled runs;
+``slim: Distill`` skips pruning.
 """
 import argparse
 import copy
 import os
 
-from ...core.config import Config, load_config
+from ...core.config import Config, base_paths, load_config, parse_value
 from ...core.errors import ConfigError
 from ...modeling import build_model
 from ...utils.cli import ArgumentParser, fraction, positive_int, ratio, run
@@ -41,12 +46,20 @@ def parse_args(argv=None):
                                              "pretrain_weights)")
     p.add_argument("--student_weights", help="weights the student starts from (default: the "
                                              "teacher's when the models match)")
-    p.add_argument("--target", type=fraction, default=0.45,
-                   help="FLOPs fraction to remove, ratios from a sensitivity scan; 0: the config's ratios")
+    p.add_argument("--target", type=fraction, default=0.,
+                   help="FLOPs fraction to remove, ratios from a sensitivity scan; 0 (default): the "
+                        "config's pruned_ratios")
     p.add_argument("--sensitivity_ratios", type=ratio, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--epochs", type=positive_int, help="fine-tune epochs (default: the slim config's epoch)")
     p.add_argument("--no_plain", action="store_true",
                    help="skip the plain (task loss only) fine-tune of the pruned model")
+    p.add_argument("--no_distill", action="store_true",
+                   help="skip the distilled fine-tunes (and the teacher, when the student has weights of its own)")
+    p.add_argument("--seeds", type=int, nargs="+",
+                   help="one plain and one distilled fine-tune per seed (default: the config's seed)")
+    p.add_argument("--distill_loss", nargs="+", metavar="LOSS[:key=value,...]",
+                   help="one distilled fine-tune per loss, e.g. DistillYOLOv3Loss:weight=300 "
+                        "NeckFeatureDistillLoss (default: the slim config's distill_loss)")
     p.add_argument("--output_dir", default="output_inference", help="exported models go here")
     p.add_argument("--cpu_threads", type=positive_int, default=1, help="Paddle Inference threads for latency")
     p.add_argument("--enable_mkldnn", action="store_true", help="oneDNN for the latency runs")
@@ -55,28 +68,92 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def baseline_weights(args, cfg, slim_cfg) -> str:
-    """The teacher's weights; trains them with -c when they are -c's own missing best_model."""
+def exists(weights: str) -> bool:
+    from ...engine.checkpoint import strip_suffix
+
+    return "://" in weights or os.path.isfile(strip_suffix(weights) + ".pdparams")
+
+
+def trained(config: str, weights: str, what: str) -> str:
+    """``weights``, trained first with ``config`` when they are its own best_model and missing."""
     from ...engine.checkpoint import strip_suffix
     from ...engine.trainer import Trainer
-    from .. import teacher_weights
 
-    mode = cfg["slim"]
-    weights = args.teacher_weights or (teacher_weights(slim_cfg) if mode != "Pruner"
-                                       else cfg.get("pretrain_weights") or cfg.get("weights"))
-    if not weights:
-        raise ConfigError(f"{args.slim_config}: set pretrain_weights (the trained model)")
-    if "://" in weights or os.path.isfile(strip_suffix(weights) + ".pdparams"):
+    if exists(weights):
         return weights
-    base = load_config(args.config)
+    base = load_config(config)
     own = os.path.join(base.get("save_dir", "output"), base["filename"], "best_model")
     if os.path.abspath(strip_suffix(weights)) != os.path.abspath(own):
-        raise ConfigError(f"baseline weights {weights} not found; train them first "
-                          f"(python tools/train.py -c {args.config} --eval)")
-    print(f"== no {own}.pdparams yet: training the baseline (tools/train.py -c {args.config} --eval)")
-    trainer = Trainer(base, mode="train", seed=base.get("seed", 0))
-    trainer.train(validate=True)
+        raise ConfigError(f"{what} weights {weights} not found; train them first "
+                          f"(python tools/train.py -c {config} --eval)")
+    print(f"== no {own}.pdparams yet: training the {what} (tools/train.py -c {config} --eval)")
+    Trainer(base, mode="train", seed=base.get("seed", 0)).train(validate=True)
     return own
+
+
+def teacher_config(args) -> str:
+    """The config the slim file inherits (its ``_BASE_``): the teacher's, which trains it."""
+    bases = base_paths(args.slim_config)
+    if len(bases) != 1:
+        raise ConfigError(f"{args.slim_config}: _BASE_ should name the teacher's config (one file), "
+                          f"got {bases}")
+    return bases[0]
+
+
+def baseline_weights(args, cfg, slim_cfg) -> str:
+    """The teacher's weights (a Pruner config's: the model to prune), trained when missing."""
+    from .. import teacher_weights
+
+    if cfg["slim"] == "Pruner":
+        weights = args.teacher_weights or cfg.get("pretrain_weights") or cfg.get("weights")
+        if not weights:
+            raise ConfigError(f"{args.slim_config}: set pretrain_weights (the trained model)")
+        return trained(args.config, weights, "baseline")
+    weights = args.teacher_weights or teacher_weights(slim_cfg)
+    return weights if exists(weights) else trained(teacher_config(args), weights, "teacher")
+
+
+def student_start(args, cfg, student, teacher, teacher_weights) -> str:
+    """Load the unpruned student's weights into ``student``: --student_weights, the teacher's when
+    the models match, for DistillPrune -c's trained weights, else -c's pretrain_weights (partly).
+    Returns where trained weights came from, '' when there were none (only pretrain_weights)."""
+    from ...engine.checkpoint import load_weights, strip_suffix
+    from .. import same_shapes
+
+    if args.student_weights:
+        load_weights(student, args.student_weights)
+        return args.student_weights
+    if teacher is not None and cfg["slim"] != "Distill" and same_shapes(student, teacher):
+        student.set_state_dict(teacher.state_dict())
+        return teacher_weights
+    own = load_config(args.config)
+    own = os.path.join(own.get("save_dir", "output"), own["filename"], "best_model")
+    weights = (cfg.get("weights") or "") if cfg["slim"] == "DistillPrune" else ""
+    if weights and (exists(weights) or os.path.abspath(strip_suffix(weights)) == os.path.abspath(own)):
+        weights = trained(args.config, weights, "baseline")
+        load_weights(student, weights)
+        return weights
+    if teacher is None:
+        raise ConfigError("--no_distill without a teacher: the student needs trained weights of its own "
+                          "(--student_weights, or -c's weights)")
+    if cfg.get("pretrain_weights"):
+        load_weights(student, cfg["pretrain_weights"], partial=True)
+    return ""
+
+
+def distill_specs(args, slim_cfg):
+    """[(label, loss name, changes)] from --distill_loss (``Name:key=value,...``)."""
+    specs = []
+    for text in args.distill_loss or [slim_cfg.get("distill_loss") or "DistillYOLOv3Loss"]:
+        name, _, rest = text.partition(":")
+        changes = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ConfigError(f"--distill_loss {text}: write Name:key=value,key=value")
+            changes[key.strip()] = parse_value(value.strip())
+        specs.append((text, name, changes))
+    return specs
 
 
 def _with(cfg, **changes):
@@ -143,26 +220,32 @@ def prune_student(args, cfg, slim_cfg, model, evaluate, shape):
     return ratios
 
 
-def finetune(cfg, name, state, epochs, teacher=None, slim_cfg=None, info=None):
-    """Fine-tune a model of ``state``'s (pruned) shapes; with ``teacher``, distil from it.
-    Returns the model holding the final (EMA) weights."""
+def finetune(cfg, name, state, epochs, seed, teacher=None, loss=None, info=None):
+    """Fine-tune a model of ``state``'s (pruned) shapes with ``seed``; with ``teacher``, distil
+    from it through ``loss`` = (slim config, loss name, changes). Returns the model holding the
+    final (EMA) weights."""
+    import paddle
     import yaml
 
     from ...engine.trainer import Trainer
     from ...engine.checkpoint import read_state
     from .. import build_distill_loss, distill_wrapper, load_pruned_weights
 
-    run_cfg = _with(cfg, filename=name, **({"epoch": epochs} if epochs else {}))
+    run_cfg = _with(cfg, filename=name, seed=seed, **({"epoch": epochs} if epochs else {}))
     model = load_pruned_weights(build_model(cfg), state)
-    wrapper = distill_wrapper(teacher, build_distill_loss(slim_cfg)) if teacher is not None else None
-    trainer = Trainer(run_cfg, mode="train", seed=run_cfg.get("seed", 0), model=model, train_wrapper=wrapper)
+    wrapper = None
+    if teacher is not None:
+        paddle.seed(seed)  # a feature adapter starts from the seed too
+        slim_cfg, loss_name, changes = loss
+        wrapper = distill_wrapper(teacher, build_distill_loss(slim_cfg, loss_name, changes, teacher, model))
+    trainer = Trainer(run_cfg, mode="train", seed=seed, model=model, train_wrapper=wrapper)
     trainer.train(validate=True)
     final = os.path.join(trainer.save_dir, "model_final.pdparams")
     load_pruned_weights(trainer.model, read_state(final))  # the (EMA) weights, as exported
     with open(os.path.join(trainer.save_dir, "slim_info.yml"), "w") as f:
         f.write("# pruned weights: load with ppdet_lite.slim.load_pruned_weights(model, "
                 "paddle.load('model_final.pdparams'))\n")
-        yaml.safe_dump(info or {}, f, sort_keys=False)
+        yaml.safe_dump(dict(info or {}, seed=seed), f, sort_keys=False)
     return trainer.model
 
 
@@ -191,15 +274,16 @@ def time_models(rows, sample, args) -> None:
 
 
 def print_table(rows, shape, args) -> None:
-    head = (f"{'model':<18} {'mAP':>6} {'AP50':>6} {'MFLOPs':>7} {'params(M)':>9} {'size(MiB)':>9} "
+    width = max(18, *(len(name) for name, _, _ in rows))
+    head = (f"{'model':<{width}} {'mAP':>6} {'AP50':>6} {'MFLOPs':>7} {'params(M)':>9} {'size(MiB)':>9} "
             f"{'net(ms)':>7} {'+NMS(ms)':>8}")
     print("\n" + head + "\n" + "-" * len(head))
-    base = rows[0][2]
+    base = next(m for name, _, m in rows if name == "baseline")
     for name, metrics, m in rows:
-        print(f"{name:<18} {metrics.get('AP', float('nan')):6.3f} {metrics.get('AP50', float('nan')):6.3f} "
+        print(f"{name:<{width}} {metrics.get('AP', float('nan')):6.3f} {metrics.get('AP50', float('nan')):6.3f} "
               f"{m['flops'] / 1e6:7.1f} {m['params'] / 1e6:9.3f} {m['bytes'] / 2**20:9.2f} "
               f"{m['net_ms']:7.2f} {m['e2e_ms']:8.2f}"
-              + ("" if m is base else f"  FLOPs -{1 - m['flops'] / base['flops']:.0%}, "
+              + ("" if m is base else f"  FLOPs {m['flops'] / base['flops'] - 1:+.0%}, "
                                       f"net x{base['net_ms'] / m['net_ms']:.2f}"))
     print(f"\nmAP: COCO bbox mAP@[.5:.95] on EvalDataset. MFLOPs: PaddleSlim count at {shape[1]}x"
           f"{shape[2]}, batch 1. size: model.pdmodel + model.pdiparams. Latency: Paddle Inference on "
@@ -214,9 +298,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import paddle
 
-    from ...engine.checkpoint import load_weights
-    from .. import (fixed_input_shape, load_slim_config, make_pruner, prunable_layers, same_shapes,
-                    teacher_from)
+    from .. import fixed_input_shape, load_slim_config, make_pruner, prunable_layers, teacher_from
     from ..quant import calibration_batches
 
     paddle.set_device("cpu")
@@ -230,61 +312,88 @@ def main(argv=None) -> None:
     if args.list_layers:
         print("\n".join(prunable_layers(student, make_pruner(student, "l1_norm", shape))))
         return
+    specs = distill_specs(args, slim_cfg) if mode != "Pruner" and not args.no_distill else []
+    seeds = args.seeds or [int(cfg.get("seed", 0))]
 
-    weights = baseline_weights(args, cfg, slim_cfg)
-    teacher_cfg = cfg if mode == "Pruner" else slim_cfg
-    teacher = teacher_from(teacher_cfg, weights)
+    weights = teacher = None
+    if mode == "Pruner" or specs:  # the model to prune, or the teacher
+        weights = baseline_weights(args, cfg, slim_cfg)
+        teacher = teacher_from(cfg if mode == "Pruner" else slim_cfg, weights)
     evaluate = evaluator(cfg)
     sample = calibration_batches(cfg, 1, "EvalDataset", batch_size=1)[0]
+    start = student_start(args, cfg, student, teacher, weights)
+    rows = []
+    if teacher is not None and start and start != weights:  # a teacher of its own: a row of its own
+        print("== teacher")
+        rows.append(("teacher", evaluate(teacher), measure(cfg, f"{cfg['filename']}_teacher", teacher, shape, args)))
     print("== baseline")
-    rows = [("baseline", evaluate(teacher),
-             measure(cfg, f"{cfg['filename']}_baseline", teacher, shape, args))]
+    baseline = student if start else teacher
+    rows.append(("baseline", evaluate(baseline), measure(cfg, f"{cfg['filename']}_baseline", baseline, shape, args)))
 
-    if args.student_weights:
-        load_weights(student, args.student_weights)
-    elif mode != "Distill" and same_shapes(student, teacher):
-        student.set_state_dict(teacher.state_dict())
-    elif cfg.get("pretrain_weights"):
-        load_weights(student, cfg["pretrain_weights"], partial=True)
-    info = {"slim": mode, "teacher_weights": weights if mode != "Pruner" else None}
+    info = {"slim": mode, "teacher_weights": weights if mode != "Pruner" else None,
+            "student_weights": start or None}
     if mode != "Distill":
         info["pruned_ratios"] = {k: float(v) for k, v in
                                  prune_student(args, cfg, slim_cfg, student, evaluate, shape).items()}
     state = {k: v.numpy() for k, v in student.state_dict().items()}
-
     if mode != "Distill":
         rows.append(("pruned (no tune)", evaluate(student),
                      measure(cfg, f"{cfg['filename']}_pruned", student, shape, args)))
+
+    runs = []  # (variant, run name, teacher, loss)
     if mode == "Distill" or not args.no_plain:
-        name = "student" if mode == "Distill" else "pruned+tuned"
-        print(f"== fine-tune ({name}, task loss only)")
-        model = finetune(cfg, f"{cfg['filename']}_plain", state, args.epochs, info=info)
-        rows.append((name, evaluate(model), measure(cfg, f"{cfg['filename']}_plain", model, shape, args)))
-    if mode != "Pruner":
-        name = "distilled" if mode == "Distill" else "pruned+distilled"
-        print(f"== fine-tune ({name}: task loss + distillation from the baseline)")
-        model = finetune(cfg, cfg["filename"], state, args.epochs, teacher, slim_cfg, info)
-        rows.append((name, evaluate(model), measure(cfg, cfg["filename"], model, shape, args)))
+        runs.append(("student" if mode == "Distill" else "pruned+tuned", f"{cfg['filename']}_plain", None, None))
+    for label, name, changes in specs:
+        variant = "distilled" if mode == "Distill" else "pruned+distilled"
+        own = label == (slim_cfg.get("distill_loss") or "DistillYOLOv3Loss")
+        runs.append((variant if own else f"{variant} [{label}]",
+                     cfg["filename"] if own else f"{cfg['filename']}_{safe_name(label)}",
+                     teacher, (slim_cfg, name, changes)))
+    for seed in seeds:
+        for variant, run_name, run_teacher, loss in runs:
+            tag = f" seed {seed}" if args.seeds else ""  # named by seed when seeds were asked for
+            run_name += f"_seed{seed}" if args.seeds else ""
+            print(f"== fine-tune ({variant}{tag}: "
+                  f"{'task loss only' if run_teacher is None else 'task loss + distillation'})")
+            model = finetune(cfg, run_name, state, args.epochs, seed, run_teacher, loss, info)
+            rows.append((variant + tag, evaluate(model), measure(cfg, run_name, model, shape, args)))
     time_models(rows, sample, args)
     print_table(rows, shape, args)
-    if mode != "Distill":
-        print_recovery({name: metrics.get("AP", float("nan")) for name, metrics, _ in rows})
+    print_summary(rows, [variant for variant, _, _, _ in runs], seeds if args.seeds else [], mode != "Distill")
 
 
-def print_recovery(ap: dict) -> None:
-    """How much of the mAP that pruning removed each fine-tune won back, against the untuned
-    pruned model and (for distillation) against the plain fine-tune."""
+def safe_name(text: str) -> str:
+    """A loss spec as part of a directory name: ``DistillYOLOv3Loss:weight=300`` → ``..._weight300``."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text.replace("=", ""))
+
+
+def print_summary(rows, variants, seeds, pruned: bool) -> None:
+    """Per fine-tune variant: the mean mAP over ``seeds`` (rows named '<variant> seed N'; none:
+    one unnamed run) and, after pruning, how much of the mAP that pruning removed it won back
+    (against the untuned pruned model)."""
+    import numpy as np
+
+    ap = {name: metrics.get("AP", float("nan")) for name, metrics, _ in rows}
+    tag = (lambda s: f" seed {s}") if seeds else (lambda s: "")
+    means = {v: float(np.mean([ap[v + tag(s)] for s in seeds or [None]])) for v in variants}
+    if len(seeds) > 1:
+        print(f"\nmean over seeds {seeds}:")
+        for v in variants:
+            per = " / ".join(f"{ap[v + tag(s)]:.3f}" for s in seeds)
+            print(f"  {v}: {means[v]:.3f} (seeds: {per})")
+    if not pruned:
+        return
     base, untuned = ap["baseline"], ap["pruned (no tune)"]
     lost = base - untuned
     print(f"\npruning cost {lost:+.3f} mAP before fine-tuning ({base:.3f} -> {untuned:.3f})")
-    for name in ("pruned+tuned", "pruned+distilled"):
-        if name in ap and lost > 0:
-            print(f"{name}: {ap[name]:.3f}, recovers {(ap[name] - untuned) / lost:.0%} of it")
-    if "pruned+tuned" in ap and "pruned+distilled" in ap:
-        gap = base - ap["pruned+tuned"]
-        gain = ap["pruned+distilled"] - ap["pruned+tuned"]
-        share = f", {gain / gap:.0%} of the {gap:.3f} the plain fine-tune left" if gap > 0 else ""
-        print(f"distillation over the plain fine-tune: {gain:+.3f} mAP{share}")
+    plain = means.get("pruned+tuned")
+    for v in variants:
+        line = f"{v}: {means[v]:.3f}"
+        if lost > 0:
+            line += f", recovers {(means[v] - untuned) / lost:.0%} of it"
+        if plain is not None and v != "pruned+tuned":
+            line += f", {means[v] - plain:+.3f} over the plain fine-tune"
+        print(line)
 
 
 def cli() -> None:
