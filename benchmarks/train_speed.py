@@ -51,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=6, help="timed train steps per library")
     p.add_argument("--warmup", type=int, default=1, help="untimed train steps per library first")
     p.add_argument("--data_dir", default=None, help="where to write the shapes set (default: a temp dir)")
+    p.add_argument("--depthwise_matmul_max_pixels", type=int, default=0,
+                   help="ours: depthwise convs on maps of at most this many pixels as unfold + matmul "
+                        "(modeling/depthwise.py; 0: Paddle's kernel, as PaddleDetection)")
     return p.parse_args(argv)
 
 
@@ -202,8 +205,8 @@ def main(argv=None):
     tic = time.perf_counter()
     make_shapes_dataset(args.data_dir, num_train=args.images, num_val=0, image_size=args.image_size)
     print(f"shapes set: {args.images} images of {args.image_size} px in {time.perf_counter() - tic:.1f} s")
-    cfg = ppdet_lite.load_config(args.config, {"num_classes": 4, "norm_type": "bn",
-                                               "pretrain_weights": ""})
+    cfg = ppdet_lite.load_config(args.config, {"num_classes": 4, "norm_type": "bn", "pretrain_weights": "",
+                                               "depthwise_matmul_max_pixels": args.depthwise_matmul_max_pixels})
     bs = args.batch_size
 
     # data loaders, alternating rounds, best of each
@@ -229,7 +232,8 @@ def main(argv=None):
 
     print(f"\nPP-YOLO Tiny ({os.path.relpath(args.config, ROOT)}, 4 classes), batch {bs}, CPU, "
           f"FLAGS_paddle_num_threads={os.environ['FLAGS_paddle_num_threads']}, loader workers "
-          f"{args.workers}, paddle {paddle.__version__}")
+          f"{args.workers}, paddle {paddle.__version__}, ours: depthwise_matmul_max_pixels "
+          f"{args.depthwise_matmul_max_pixels}")
     print(f"data: {args.data_batches} batches x {args.rounds} rounds (best round); train: {args.steps} "
           f"steps at {args.train_size} px after {args.warmup} warm-up, first-step loss "
           f"ours {our_step.first_loss:.2f} / PaddleDetection {ref_step.first_loss:.2f}")

@@ -30,6 +30,7 @@ GLOBAL_KEYS = {
     "filename", "use_vdl", "vdl_log_dir", "classwise", "amp", "fleet",
     "output_eval", "bias", "confusion_score_thresh",  # evaluation (tools/eval.py flags set them too)
     "nan_check", "infer_draw_threshold", "bn_recalibrate_batches", "freeze_bn_epoch", "eval_nms_top_k",
+    "depthwise_matmul_max_pixels",
     "distill_loss",  # slim configs (PaddleDetection's keys)
 }
 READER_SECTIONS = ("TrainReader", "EvalReader", "TestReader")

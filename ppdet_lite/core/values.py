@@ -57,6 +57,7 @@ SETTINGS: Dict[str, Number] = {
     "seed": Number(optional=True), "worker_num": Number(low=0, optional=True),
     "max_iters": Number(low=1, optional=True), "bn_recalibrate_batches": NON_NEGATIVE,
     "freeze_bn_epoch": Number(low=0, optional=True),
+    "depthwise_matmul_max_pixels": Number(low=0),
     "ema_decay": Number(integer=False, low=0, high=1), "reference_batch_size": POSITIVE,
     "eval_score_threshold": Number(integer=False, low=0, high=1),
     "infer_draw_threshold": Number(integer=False, low=0, high=1),

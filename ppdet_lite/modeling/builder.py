@@ -15,6 +15,7 @@ from typing import Any, Dict
 
 from ..core.errors import ConfigError
 from ..core.registry import accepted_keys, create, lookup
+from .depthwise import use_matmul_depthwise
 
 __all__ = ["build_model", "build_component"]
 
@@ -79,5 +80,7 @@ def build_model(cfg: Dict[str, Any]):
         post = build_component(cfg, post, f"{arch}.post_process")
     if "data_format" in cfg and "data_format" in (accepted_keys(lookup(arch)) or ()):
         parts.setdefault("data_format", cfg["data_format"])
-    return create(arch, parts, where=f"section {arch!r}", backbone=backbone, neck=neck,
-                  post_process=post, **{head_key: head})
+    model = create(arch, parts, where=f"section {arch!r}", backbone=backbone, neck=neck,
+                   post_process=post, **{head_key: head})
+    use_matmul_depthwise(model, int(cfg.get("depthwise_matmul_max_pixels", 0)))  # training only
+    return model
