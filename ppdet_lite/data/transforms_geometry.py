@@ -1,5 +1,5 @@
 """Geometric sample operators: RandomExpand, RandomCrop, RandomFlip, Resize, LetterBoxResize
-(PaddleDetection args).
+(PaddleDetection args), RandomScaleJitter (EfficientDet's training resize).
 
 Boxes are ``gt_bbox`` xyxy pixels of the current image; every op moves them with the image.
 ``RandomCrop`` draws all ``num_attempts`` candidate crops of a threshold at once and keeps the
@@ -194,4 +194,52 @@ class LetterBoxResize(BaseOperator):
             sample["gt_bbox"] = np.clip(sample["gt_bbox"] * scale + shift, shift,
                                         shift + np.array([nw, nh, nw, nh], np.float32)
                                         ).astype(np.float32)
+        return sample
+
+
+@register
+class RandomScaleJitter(BaseOperator):
+    """EfficientDet's training resize and crop (effdet's ``RandomResizePad``, the reference's
+    scale jitter): a random factor in ``scale_range`` times ``target_size`` (h, w) bounds the
+    image (aspect kept), a random ``target_size`` window of the result is kept and padded with
+    ``fill_value`` (per channel, effdet's ImageNet mean) at the bottom / right where it is smaller.
+    Boxes are scaled, shifted and clipped to the window; boxes left without area are dropped with
+    their fields. ``im_shape`` = ``target_size``, ``scale_factor`` multiplied by the scale."""
+
+    def __init__(self, target_size, scale_range=(0.1, 2.0), fill_value=(124, 116, 104),
+                 interp: int = cv2.INTER_LINEAR):
+        size = [target_size] * 2 if isinstance(target_size, Number) else list(target_size)
+        if len(size) != 2 or min(size) <= 0:
+            raise ConfigError(f"RandomScaleJitter: target_size {target_size!r}: expected a side or [h, w]")
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+            raise ConfigError(f"RandomScaleJitter: scale_range {scale_range!r}: expected [low, high], "
+                              "0 < low <= high")
+        self.target_size = [int(v) for v in size]
+        self.scale_range, self.fill_value, self.interp = list(scale_range), fill_value, interp
+
+    def apply(self, sample):
+        th, tw = self.target_size
+        im = sample["image"]
+        h, w = im.shape[:2]
+        jitter = np.random.uniform(*self.scale_range)
+        scale = min(int(th * jitter) / h, int(tw * jitter) / w)
+        nh, nw = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
+        im = cv2.resize(im, (nw, nh), interpolation=self.interp)
+        y = int(max(nh - th, 0) * np.random.uniform())
+        x = int(max(nw - tw, 0) * np.random.uniform())
+        im = im[y:y + th, x:x + tw]
+        canvas = np.empty((th, tw) + im.shape[2:], im.dtype)
+        canvas[...] = np.asarray(self.fill_value, im.dtype)
+        canvas[:im.shape[0], :im.shape[1]] = im
+        sample["image"] = canvas
+        sample["im_shape"] = np.array([th, tw], np.float32)
+        sample["scale_factor"] = np.asarray(sample.get("scale_factor", [1., 1.]), np.float32) * scale
+        if "gt_bbox" in sample and len(sample["gt_bbox"]):
+            box = sample["gt_bbox"] * np.float32(scale) - np.array([x, y, x, y], np.float32)
+            box = np.clip(box, 0, np.array([tw, th, tw, th], np.float32))
+            keep = np.flatnonzero((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1]))
+            sample["gt_bbox"] = box[keep].astype(np.float32)
+            for key in _BOX_FIELDS:
+                if key in sample:
+                    sample[key] = sample[key][keep]
         return sample
