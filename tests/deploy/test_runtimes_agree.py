@@ -76,7 +76,9 @@ def test_detector_and_paddle_inference_same_boxes(model, photo, run_boxes):
         return
     assert len(dygraph.scores) > 10  # the weights were set so that boxes exist
     assert dygraph.boxes[:, 2].max() > 320 and dygraph.boxes[:, 3].max() > 240  # whole image
-    same_boxes(dygraph.rows(), inference, score_tol=1e-4, box_tol=1e-2)
+    # 0.05 px on a 640 px image: oneDNN's convs sum in another order than dygraph's, and one box
+    # edge of 100 came out 0.011 px apart on this machine (x1 179.033 vs 179.022), 1e-2 before
+    same_boxes(dygraph.rows(), inference, score_tol=1e-4, box_tol=5e-2)
 
 
 def test_lite_runner_same_boxes(model, photo, lite_python, work, request):
