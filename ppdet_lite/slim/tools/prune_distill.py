@@ -1,6 +1,6 @@
 """Prune a PP-YOLO model, fine-tune it plain and with distillation from a teacher, compare them.
 
-    python slim/prune_distill.py                     # the shapes demo, end to end (~30 min CPU)
+    python slim/prune_distill.py                     # the shapes demo (~15 min CPU once trained)
     python slim/prune_distill.py --seeds 0 1 2 --distill_loss DistillYOLOv3Loss \
         DistillYOLOv3Loss:obj_weighted=false NeckFeatureDistillLoss   # every variant, three seeds
     python slim/prune_distill.py -c configs/ppyolo_mbv3_small.yml \
