@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 
-from ppdet_lite.utils.cli import ArgumentParser, positive_int, run
+from ppdet_lite.utils.cli import ArgumentParser, multiple_of, positive_int, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "efficientdet_d0.yml")
@@ -57,13 +57,7 @@ P7_VALUES = 32           # BN calibration: images enough for this many values pe
 OURS, ORT, TORCH = "ours (Paddle Inference, oneDNN)", "onnxruntime", "effdet (PyTorch)"
 
 
-def input_size(text: str) -> int:
-    """An argparse type: a positive multiple of ``STRIDE``."""
-    value = positive_int(text)
-    if value % STRIDE:
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {STRIDE} (EfficientDet's P7 stride); "
-                                         "give e.g. 512 or 256")
-    return value
+input_size = multiple_of(STRIDE, "EfficientDet's P7 stride", "512 or 256")
 
 
 def parse_args(argv=None):

@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 
-from ppdet_lite.utils.cli import ArgumentParser, positive_int, run
+from ppdet_lite.utils.cli import ArgumentParser, multiple_of, positive_int, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "ppyolo_tiny.yml")
@@ -50,12 +50,7 @@ STRIDE = 32
 FP32, PRUNED, INT8, INT8_VNNI = "FP32", "FP32 pruned", "INT8", "INT8 +enable_mkldnn_int8"
 
 
-def input_size(text: str) -> int:
-    """An argparse type: a positive multiple of ``STRIDE``."""
-    value = positive_int(text)
-    if value % STRIDE:
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {STRIDE}; give e.g. 320")
-    return value
+input_size = multiple_of(STRIDE, "PP-YOLO Tiny's stride", "320")
 
 
 def parse_args(argv=None):

@@ -34,7 +34,7 @@ import os
 import statistics
 import time
 
-from ppdet_lite.utils.cli import ArgumentParser, positive_int, run
+from ppdet_lite.utils.cli import ArgumentParser, multiple_of, positive_int, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "yolov4_tiny.yml")
@@ -45,13 +45,7 @@ OPENCV_SCORE_FLOOR = 0.2  # OpenCV 4.6's [yolo] output zeroes obj*cls at or belo
 OURS, OPENCV = "ours (Paddle Inference, oneDNN)", "OpenCV DNN"
 
 
-def input_size(text: str) -> int:
-    """An argparse type: a positive multiple of ``STRIDE``."""
-    value = positive_int(text)
-    if value % STRIDE:
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {STRIDE} (YOLOv4-tiny's stride); "
-                                         "give e.g. 416 or 320")
-    return value
+input_size = multiple_of(STRIDE, "YOLOv4-tiny's stride", "416 or 320")
 
 
 def parse_args(argv=None):

@@ -38,6 +38,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def multiple_of(stride: int, why: str, examples: str):
+    """An argparse type: a positive multiple of ``stride`` (an input side); the error names
+    ``why`` the stride (e.g. "YOLOv4-tiny's stride") and ``examples``."""
+    def check(text: str) -> int:
+        value = positive_int(text)
+        if value % stride:
+            raise argparse.ArgumentTypeError(f"{value} is not a multiple of {stride} ({why}); "
+                                             f"give e.g. {examples}")
+        return value
+    return check
+
+
 def _number_in(text: str, lo: float, hi: float, hi_closed: bool, lo_closed: bool = True,
                what: str = "a number") -> float:
     """``text`` as a float in the interval (closed or open at each end), else an argparse error."""
