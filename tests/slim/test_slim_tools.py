@@ -126,8 +126,9 @@ def test_ptq_config_in_tools_points_to_post_quant(work, name):
 @pytest.mark.slow  # trains through the tools in subprocesses
 def test_prune_distill_story_end_to_end(work):
     """slim/prune_distill.py on the demo slim config: its wider teacher, the student from its own
-    weights, a sensitivity scan toward -40 % FLOPs, plain and two distilled fine-tunes for two
-    seeds, exports and the table."""
+    weights pruned by the config's ratios, a plain and a distilled fine-tune for two seeds, exports
+    and the table. (The sensitivity scan and the other losses have tests of their own in
+    test_prune.py / test_distill.py: here they would double the suite's longest test.)"""
     slim = os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill_prune.yml")
     paddle.seed(1)
     teacher = ppdet_lite.build_model(load_slim_config(DEMO, slim)[1])
@@ -135,25 +136,22 @@ def test_prune_distill_story_end_to_end(work):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "slim", "prune_distill.py"), "--teacher_weights",
          str(work / "teacher.pdparams"), "--student_weights", str(work / "base.pdparams"),
-         "--target", "0.4", "--sensitivity_ratios", "0.5", "0.75", "--epochs", "1", "--seeds", "0", "1",
-         "--distill_loss", "DistillYOLOv3Loss", "NeckFeatureDistillLoss:weight=5",
+         "--epochs", "1", "--seeds", "0", "1",
          "--output_dir", str(work / "story"), *opts(work)],
         cwd=work, capture_output=True, text=True, timeout=1500)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     table = out[out.index("model "):]
     rows = ["teacher", "baseline", "pruned (no tune)"] + [
-        f"{v} seed {s}" for s in (0, 1)
-        for v in ("pruned+tuned", "pruned+distilled", "pruned+distilled [NeckFeatureDistillLoss:weight=5]")]
+        f"{v} seed {s}" for s in (0, 1) for v in ("pruned+tuned", "pruned+distilled")]
     for row in rows:
         assert f"\n{row} " in table, table
     cuts = [int(c) for c in re.findall(r"FLOPs -(\d+)%", table)]
-    assert len(cuts) == 7 and min(cuts) >= 40, table  # every pruned row
+    assert len(cuts) == 5 and min(cuts) >= 50, table  # every pruned row: the config's -52 %
     assert "FLOPs +" in table  # the teacher, larger than the baseline
     assert "mean over seeds [0, 1]" in out and "pruning cost" in out
     assert re.search(r"pruned\+distilled: \d\.\d{3}(, recovers -?\d+% of it)?, [+-]\d\.\d{3} over the plain", out)
-    for run in ("ppyolo_tiny_shapes_distill_prune_seed1",
-                "ppyolo_tiny_shapes_distill_prune_NeckFeatureDistillLoss_weight5_seed0"):
+    for run in ("ppyolo_tiny_shapes_distill_prune_seed1", "ppyolo_tiny_shapes_distill_prune_plain_seed0"):
         assert (work / "story" / run / "model.pdmodel").is_file()
         info = yaml.safe_load((work / "output" / run / "slim_info.yml").read_text())
         assert info["student_weights"] == str(work / "base.pdparams") and info["seed"] == int(run[-1])
