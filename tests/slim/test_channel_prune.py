@@ -107,6 +107,7 @@ def test_yolov4_tiny_channel_splits_stay_whole_and_concats_are_cut():
     assert P.conv_layers(model)["backbone.blocks.0.conv3"].weight.shape[0] == 16  # 32, half cut
 
 
+@pytest.mark.slow  # R50vd-DCN traced and pruned: ~5 s
 def test_r50_paddledetection_list_and_more_keep_the_function():
     cfg, pruner = shipped_list("ppyolo_r50vd_dcn.yml", "ppyolo_r50vd_prune_fpgm.yml")
     ratios = dict(pruner.ratios, **{  # concat inputs beyond PaddleDetection's list, DCN inputs
@@ -133,7 +134,8 @@ def test_mbv3_paddledetection_list_keeps_the_function():
 
 @pytest.mark.parametrize("config_name, slim_name, size, layers, cut", [
     ("ppyolo_mbv3_large.yml", "ppyolo_mbv3_large_prune_fpgm.yml", 320, 6, 0.37),  # its -37%
-    ("ppyolo_r50vd_dcn.yml", "ppyolo_r50vd_prune_fpgm.yml", 608, 18, 0.35),       # its -35%
+    pytest.param("ppyolo_r50vd_dcn.yml", "ppyolo_r50vd_prune_fpgm.yml", 608, 18, 0.35,  # its -35%
+                 marks=pytest.mark.slow),
 ])
 def test_paddledetection_lists_cut_the_flops_it_reports(config_name, slim_name, size, layers, cut):
     cfg, pruner = shipped_list(config_name, slim_name)
