@@ -6,10 +6,12 @@
 Writes ``DIR/model.nb``, ``DIR/infer_cfg.json`` (infer_cfg.yml as JSON: preprocess, labels) and
 ``DIR/det_runtime_config.json`` (PaddleDetection's Lite demo keys); DIR defaults to
 ``<model_dir>/lite_<target>``. Graphs the Lite runtime cannot run are refused first, naming the op.
-``opt`` reads a prepared copy of the program (same outputs): conv bias reshapes folded, short
+``opt`` reads a prepared copy of the program (same outputs): conv bias reshapes folded, shared conv
+filters copied per conv (``opt`` folds each BatchNorm into its conv's filter), short
 variable names, no debug attributes (a smaller ``.nb``; ``compact=False`` skips it), relu6 given
-its threshold, and for an int8 model on x86 the workarounds of ``lite_x86_int8.py``
-(``x86_int8_fixes=False`` converts it as is: wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes
+its threshold, on x86 swish written as ``x * sigmoid(x)`` (Lite 2.13 has no x86 swish kernel),
+and for an int8 model on x86 the workarounds of ``lite_x86_int8.py`` (``x86_int8_fixes=False``
+converts it as is: wrong boxes in Lite 2.13). ``paddle_lite_opt`` comes
 from ``lite_opt.py`` (PATH, else the Python 3.10 Lite venv).
 """
 import argparse
@@ -24,9 +26,10 @@ import yaml
 
 from ..core.errors import ConfigError
 from .lite_opt import LITE_VENV, LiteUnavailable, find_opt, find_python310, lite_venv  # noqa: F401
-from .lite_x86_int8 import apply_x86_int8_workarounds, is_quantized
+from .lite_x86_int8 import apply_x86_int8_workarounds, is_quantized, unshare_dequantized_filters
 from .program_edit import (SavedProgram, compact_names, fold_bias_reshapes, program_op_descs,
-                           program_ops, read_program_desc, write_program_desc)
+                           program_ops, read_program_desc, split_swish, unshare_conv_filters,
+                           write_program_desc)
 
 __all__ = ["LITE_BLOCKERS", "LiteUnavailable", "find_python310", "lite_venv", "convert",
            "prepare_program", "all_axes_reductions", "zero_d_constants",
@@ -86,7 +89,12 @@ def prepare_program(model_dir: str, out_dir: str, valid_targets: str, compact: b
     with SavedProgram(model_dir) as prog:
         if compact:
             report["folded conv bias reshapes"] = fold_bias_reshapes(prog)
+        report["convs given their own filter"] = unshare_conv_filters(prog)  # opt folds BatchNorm
+        if valid_targets == "x86":
+            report["swish written as x * sigmoid(x)"] = split_swish(prog)
         op_types = {op.type for op in prog.block.ops}
+        if is_quantized(op_types):
+            report["int8 filters given a dequantize per conv"] = unshare_dequantized_filters(prog)
         if x86_int8_fixes and valid_targets == "x86" and is_quantized(op_types):
             report.update(apply_x86_int8_workarounds(prog))
         if compact:

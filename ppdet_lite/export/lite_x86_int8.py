@@ -24,7 +24,10 @@ a fifth one (a crash) stops an int8 EfficientDet:
    (their bias is on the pointwise conv). Fix: a zero bias added to the conv's output, which
    Lite fuses into the conv (exact: + 0).
 
-Only the x86 copy is changed: the arm ``.nb`` is converted from the model as quantized.
+Only the x86 copy is changed: the arm ``.nb`` is converted from the model as quantized, except
+for ``unshare_dequantized_filters``, which every target's ``opt`` needs (it segfaults in
+``DequantLinearOpFuser`` when one filter's ``dequantize_linear`` feeds several convs, as a QAT
+EfficientDet's shared head convs do).
 Handles PaddleSlim's ``quantize_linear`` / ``dequantize_linear`` format (``onnx_format: true``,
 the default of PTQ and QAT here).
 """
@@ -32,7 +35,9 @@ from typing import Dict
 
 import numpy as np
 
-__all__ = ["is_quantized", "apply_x86_int8_workarounds"]
+from .program_edit import DEBUG_ATTRS
+
+__all__ = ["is_quantized", "apply_x86_int8_workarounds", "unshare_dequantized_filters"]
 
 CONVS = ("conv2d", "depthwise_conv2d")
 CALIB_BLOCK = 32  # floats per AVX iteration of Lite's x86 fp32_to_int8
@@ -180,6 +185,37 @@ def zero_bias_depthwise(prog) -> int:
                               outputs={"Out": [out]}, attrs={"axis": 1})
         count += 1
     return count
+
+
+def unshare_dequantized_filters(prog) -> int:
+    """Each further conv reading one ``dequantize_linear`` of a filter gets a ``dequantize_linear``
+    of its own, over copies of the int8 filter, its scale and zero point, and a copy of the bias
+    its output is added (through observers). ``opt`` folds each dequantize into its conv and each
+    BatchNorm into its conv's filter and bias, so nothing may be shared. Returns the count."""
+    count = 0
+    for dq in [op for op in prog.block.ops if op.type == "dequantize_linear"
+               and prog.is_param(op.input("X")[0])]:
+        out = dq.output("Y")[0]
+        for conv in [u for u in prog.consumers(out) if u.type in CONVS][1:]:
+            count += 1
+            ins = {slot: [_param_copy(prog, name, count) for name in dq.input(slot)]
+                   for slot in dq.input_names}
+            var = prog.block.var(out)
+            own = prog.block.create_var(name=f"{out}.copy{count}", dtype=var.dtype, shape=var.shape)
+            prog.block._insert_op(prog.op_index(conv), type="dequantize_linear", inputs=ins,
+                                  outputs={"Y": [own.name]},
+                                  attrs={k: dq.attr(k) for k in dq.attr_names if k not in DEBUG_ATTRS})
+            conv._rename_input(out, own.name)
+            users = _through_observers(prog, conv.output("Output")[0])
+            if len(users) == 1 and users[0].type == "elementwise_add" and prog.is_param(users[0].input("Y")[0]):
+                bias = users[0].input("Y")[0]
+                users[0]._rename_input(bias, _param_copy(prog, bias, count))
+    return count
+
+
+def _param_copy(prog, name: str, k: int) -> str:
+    prog.add_param(f"{name}.copy{k}", prog.array(name))
+    return f"{name}.copy{k}"
 
 
 def apply_x86_int8_workarounds(prog) -> Dict[str, int]:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 __all__ = ["SavedProgram", "DEBUG_ATTRS", "fold_bias_reshapes", "unshare_conv_filters",
-           "compact_names", "read_program_desc",
+           "split_swish", "compact_names", "read_program_desc",
            "write_program_desc", "program_op_descs", "program_ops"]
 
 # attributes only Paddle's debugging and training passes read
@@ -187,26 +187,57 @@ def fold_bias_reshapes(prog: SavedProgram) -> int:
     return folded
 
 
+def split_swish(prog: SavedProgram) -> int:
+    """Every ``swish`` op -> ``sigmoid`` + ``elementwise_mul`` (the same function; Paddle's swish
+    has no beta since 2.5): Paddle Lite x86 has no swish kernel, and PaddleSlim's post-training
+    quantization quantizes a swish op's input, the conv output before it (EfficientDet-D0's x86
+    int8 ``.nb`` then gave a box of IoU 0 against int8 Paddle Inference), but not a sigmoid's
+    and a mul's. Returns the count."""
+    count = 0
+    for op in list(prog.block.ops):
+        if op.type != "swish":
+            continue
+        x, out = op.input("X")[0], op.output("Out")[0]
+        src = prog.block.var(x)
+        gate = prog.block.create_var(name=out + ".sigmoid", dtype=src.dtype, shape=src.shape)
+        prog.replace_op(op, [dict(type="sigmoid", inputs={"X": [x]}, outputs={"Out": [gate]}),
+                             dict(type="elementwise_mul", inputs={"X": [x], "Y": [gate]},
+                                  outputs={"Out": [out]}, attrs={"axis": -1})])
+        count += 1
+    return count
+
+
 def unshare_conv_filters(prog: SavedProgram) -> int:
     """Every conv that reads a filter an earlier conv also reads, and whose output feeds a
     ``batch_norm`` (directly or through its bias add), gets copies of its own of the filter and
     of that bias (``<name>.copy<k>``). Folding BatchNorm into convs (PaddleSlim's
-    ``conv_bn_fuse_pass``, oneDNN's conv + bias + BN fuses) scales the filter and shifts the
-    bias in place, once per conv: shared by several convs, each with its own BatchNorm
+    ``conv_bn_fuse_pass``, oneDNN's conv + bias + BN fuses, Lite's ``opt``) scales the filter and
+    shifts the bias in place, once per conv: shared by several convs, each with its own BatchNorm
     (EfficientDet's head: one conv for all five levels, a BatchNorm per level), they would carry
-    all of the folds. Returns the number of convs given copies."""
+    all of the folds. A filter read through its own ``dequantize_linear`` (a QAT program) is
+    copied there, with its scale (Lite's ``opt`` crashed on the shared ones). Returns the number
+    of convs given copies."""
     seen, copies = set(), 0
+    producers = prog.producers()
     for op in prog.block.ops:
-        if op.type not in ("conv2d", "depthwise_conv2d") or not prog.is_param(op.input("Filter")[0]):
+        if op.type not in ("conv2d", "depthwise_conv2d"):
             continue
-        name = op.input("Filter")[0]
+        reader, name = op, op.input("Filter")[0]
+        dequant = producers.get(name)
+        if not prog.is_param(name) and dequant is not None and dequant.type == "dequantize_linear" \
+                and len(prog.consumers(name)) == 1:
+            reader, name = dequant, dequant.input("X")[0]
+        if not prog.is_param(name):
+            continue
         if name not in seen:
             seen.add(name)
             continue
         bias_add = _bias_add_before_batch_norm(prog, op.output("Output")[0])
         if bias_add is False:
             continue
-        _give_copy(prog, op, name)
+        _give_copy(prog, reader, name)
+        if reader is not op and prog.is_param(reader.input("Scale")[0]):
+            _give_copy(prog, reader, reader.input("Scale")[0])
         if bias_add is not None:
             _give_copy(prog, bias_add, bias_add.input("Y")[0])
         copies += 1

@@ -5,8 +5,9 @@
   convs stay in float (``skip_quant``). ``export_quantized`` writes an inference model dir.
 - ``PTQ``: post-training quantization of an exported FP32 inference model with
   ``paddleslim.quant.quant_post_static``, calibrated on ``quant_batch_num`` batches. Conv biases
-  are folded to constants first (``fold_bias_reshapes``) so they stay float, as Lite adds them;
-  with ``fuse``, a conv filter and bias shared by convs with BatchNorms of their own are copied
+  are folded to constants first (``fold_bias_reshapes``) so they stay float, as Lite adds them,
+  and swish is written as ``x * sigmoid(x)`` (``split_swish``: the conv output stays float); with
+  ``fuse``, a conv filter and bias shared by convs with BatchNorms of their own are copied
   per conv first (``unshare_conv_filters``: EfficientDet's head), so each BatchNorm folds into
   its own.
 
@@ -33,7 +34,7 @@ from ..core.registry import register
 from ..export.inference import inference_predictor, run_inference
 from ..export.infer_cfg import image_shape_of, write_infer_cfg
 from ..export.jit import input_spec, set_export_mode
-from ..export.program_edit import SavedProgram, fold_bias_reshapes, unshare_conv_filters
+from ..export.program_edit import SavedProgram, fold_bias_reshapes, split_swish, unshare_conv_filters
 from ..utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -189,6 +190,7 @@ class PTQ:
             # conv biases as constants the quantizer leaves in float (Lite adds them in float)
             with SavedProgram(fp32_dir) as prog:
                 fold_bias_reshapes(prog)
+                split_swish(prog)  # conv outputs stay float through x * sigmoid(x)
                 if self.fuse:  # the BatchNorm fold scales filters in place: one per BatchNorm
                     copies = unshare_conv_filters(prog)
                     if copies:

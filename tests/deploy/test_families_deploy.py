@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ppdet_lite.export.program_edit import program_ops
+from ppdet_lite.export.program_edit import SavedProgram, program_ops
 
 from ..darknet.oracle import randomize
 from .conftest import LABELS, our_cfg
@@ -96,6 +96,13 @@ def report():
               f"max coord diff {box:.1e} px")
 
 
+def _feeds_batch_norm(prog, conv) -> bool:
+    users = prog.consumers(conv.output("Output")[0])
+    if len(users) == 1 and users[0].type == "elementwise_add":
+        users = prog.consumers(users[0].output("Out")[0])
+    return any(u.type == "batch_norm" for u in users)
+
+
 def record(name: str, backend: str, diffs) -> tuple:
     worst = tuple(np.max(np.array(diffs).reshape(-1, 2), 0))
     DIFFS[(name, backend)] = worst
@@ -115,6 +122,12 @@ def test_export_dir_and_paddle_inference_equal_dygraph(family, image_files, run_
     assert len(infer_cfg["label_list"]) == family.cfg["num_classes"]
     ops = program_ops(os.path.join(family.dir, "model.pdmodel"))
     assert "multiclass_nms3" in ops and "yolo_box" not in ops  # YOLOv4Box: plain ops
+    with SavedProgram(family.dir) as prog:  # what oneDNN's conv + bias + BatchNorm fuses need
+        convs = [op for op in prog.block.ops if op.type in ("conv2d", "depthwise_conv2d")]
+        filters = [op.input("Filter")[0] for op in convs if _feeds_batch_norm(prog, op)]
+        assert len(filters) == len(set(filters)) > 0  # EfficientDet's head: copies per level
+        assert not [op for op in prog.block.ops if op.type == "reshape2"
+                    and prog.is_param(op.input("X")[0])]  # conv biases added with axis=1
     det = ppdet_lite.Detector(family.cfg, weights=family.weights, threshold=0.0)
     diffs, top = [], 0.0
     for path in image_files:

@@ -121,14 +121,23 @@ def test_drop_connect_and_swish():
     np.testing.assert_allclose(swish(v).numpy(), (v * paddle.nn.functional.sigmoid(v)).numpy())
 
 
-def test_swish_exports_as_sigmoid_mul(tmp_path):
-    """No swish/silu op in the exported program (Paddle Lite x86 has no kernel for it)."""
+def test_swish_is_one_op_and_lite_x86_gets_sigmoid_mul(tmp_path):
+    """The export keeps Paddle's one swish op (oneDNN fuses it into the conv); the Lite x86
+    program has none (Lite 2.13 has no x86 kernel for it) and computes the same outputs."""
+    from ppdet_lite.export.inference import load_predictor, run_inference
+    from ppdet_lite.export.lite import prepare_program
+    from ppdet_lite.export.program_edit import program_ops
     from ppdet_lite.modeling.backbones.efficientnet import EfficientNet
 
     net = EfficientNet("b0")
     net.eval()
-    static = paddle.jit.to_static(net, input_spec=[paddle.static.InputSpec([1, 3, 64, 64])])
-    paddle.jit.save(static, str(tmp_path / "m"))
-    prog = paddle.jit.load(str(tmp_path / "m")).program()
-    ops = {op.type for op in prog.global_block().ops}
-    assert "sigmoid" in ops and not ops & {"swish", "silu"}
+    static = paddle.jit.to_static(net, input_spec=[paddle.static.InputSpec([1, 3, 64, 64], name="x")])
+    paddle.jit.save(static, str(tmp_path / "fp32" / "model"))
+    report = prepare_program(str(tmp_path / "fp32"), str(tmp_path / "lite"), "x86")
+    assert "swish" in program_ops(str(tmp_path / "fp32" / "model.pdmodel"))
+    ops = program_ops(str(tmp_path / "lite" / "model.pdmodel"))
+    assert report["swish written as x * sigmoid(x)"] > 0 and "sigmoid" in ops \
+        and not ops & {"swish", "silu"}
+    x = {"x": np.random.RandomState(0).randn(1, 3, 64, 64).astype("float32")}
+    outs = [run_inference(load_predictor(str(tmp_path / d), cpu_threads=1)[0], x) for d in ("fp32", "lite")]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(*outs)) < 1e-5

@@ -32,6 +32,7 @@ class HeadNet(nn.Layer):
             nn.LayerList([nn.Sequential(("bn", batch_norm_tf(ch, norm_momentum, norm_eps)))
                           for _ in range(num_levels)]) for _ in range(repeats)])
         self.predict = SeparableConv2D(ch, num_outputs * num_anchors, 3, bias=True, norm=False)
+        self.predict.conv_pw.skip_quant = True  # QAT leaves the output conv in float
 
     def forward(self, feats: List[paddle.Tensor]) -> List[paddle.Tensor]:
         outs = []
