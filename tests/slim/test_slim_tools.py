@@ -126,8 +126,8 @@ def test_ptq_config_in_tools_points_to_post_quant(work, name):
 @pytest.mark.slow  # trains through the tools in subprocesses
 def test_prune_distill_story_end_to_end(work):
     """slim/prune_distill.py on the demo slim config: its wider teacher, the student from its own
-    weights pruned by the config's ratios, a plain and a distilled fine-tune for two seeds, exports
-    and the table. (The sensitivity scan and the other losses have tests of their own in
+    weights pruned by the config's ratios, a plain and a distilled fine-tune for two seeds, exports,
+    the best fine-tune post-training quantized and the table. (The sensitivity scan and the other losses have tests of their own in
     test_prune.py / test_distill.py: here they would double the suite's longest test.)"""
     slim = os.path.join(ROOT, "configs", "slim", "distill", "ppyolo_tiny_shapes_distill_prune.yml")
     paddle.seed(1)
@@ -137,7 +137,7 @@ def test_prune_distill_story_end_to_end(work):
         [sys.executable, os.path.join(ROOT, "slim", "prune_distill.py"), "--teacher_weights",
          str(work / "teacher.pdparams"), "--student_weights", str(work / "base.pdparams"),
          "--epochs", "1", "--seeds", "0", "1",
-         "--output_dir", str(work / "story"), *opts(work)],
+         "--output_dir", str(work / "story"), *opts(work), "PTQ.quant_batch_num=2"],
         cwd=work, capture_output=True, text=True, timeout=1500)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -146,8 +146,16 @@ def test_prune_distill_story_end_to_end(work):
         f"{v} seed {s}" for s in (0, 1) for v in ("pruned+tuned", "pruned+distilled")]
     for row in rows:
         assert f"\n{row} " in table, table
+    best = max(rows[3:], key=lambda r: float(re.search(rf"\n{re.escape(r)} +(\d\.\d+)", table).group(1)))
+    ptq = re.search(rf"\nPTQ int8 of {re.escape(best)} +(\d\.\d+) .* FLOPs -\d+%", table)
+    assert ptq, table  # the best fine-tune (by mAP), quantized, evaluated and timed
+    sizes = {r: float(re.search(rf"\n{re.escape(r)} +(?:\S+ +){{4}}(\d+\.\d+)", table).group(1))
+             for r in (best, f"PTQ int8 of {best}")}
+    assert sizes[f"PTQ int8 of {best}"] < 0.7 * sizes[best], table  # int8 weights (1.06 vs 1.89 MiB)
+    assert (work / "story" / f"ppyolo_tiny_shapes_distill_prune{'_plain' * ('tuned' in best)}_seed{best[-1]}_ptq"
+            / "model.pdmodel").is_file()
     cuts = [int(c) for c in re.findall(r"FLOPs -(\d+)%", table)]
-    assert len(cuts) == 5 and min(cuts) >= 50, table  # every pruned row: the config's -52 %
+    assert len(cuts) == 6 and min(cuts) >= 50, table  # every pruned row: the config's -52 %
     assert "FLOPs +" in table  # the teacher, larger than the baseline
     assert "mean over seeds [0, 1]" in out and "pruning cost" in out
     assert re.search(r"pruned\+distilled: \d\.\d{3}(, recovers -?\d+% of it)?, [+-]\d\.\d{3} over the plain", out)

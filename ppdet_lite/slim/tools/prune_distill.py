@@ -18,9 +18,10 @@ first when they are -c's own missing best_model); (2) prune a copy of the baseli
 layers proposes ratios reaching that FLOPs cut, with --target 0 the config's pruned_ratios are
 used; (3) for each of --seeds, fine-tune the pruned model from the same start on its task loss
 ("pruned+tuned") and, for each --distill_loss, on task loss + distillation from the frozen teacher
-("pruned+distilled"); (4) evaluate, export to Paddle Inference and print one table: mAP, FLOPs,
-parameters, file size and CPU latency of every model, then per variant the mean over seeds and how
-much of the mAP pruning cost it won back. A ``slim: Pruner`` config skips the distilled runs;
+("pruned+distilled"); (4) evaluate, export to Paddle Inference, post-training quantize the best
+fine-tune (the config's ``PTQ`` section, else ``PTQ``'s defaults; ``--no_ptq`` skips it)
+and print one table: mAP, FLOPs, parameters, file size and CPU latency of every model, then per
+variant the mean over seeds and how much of the mAP pruning cost it won back. A ``slim: Pruner`` config skips the distilled runs;
 ``slim: Distill`` skips pruning.
 """
 import argparse
@@ -55,6 +56,8 @@ def parse_args(argv=None):
                    help="skip the plain (task loss only) fine-tune of the pruned model")
     p.add_argument("--no_distill", action="store_true",
                    help="skip the distilled fine-tunes (and the teacher, when the student has weights of its own)")
+    p.add_argument("--no_ptq", action="store_true",
+                   help="skip the post-training int8 quantization of the best fine-tune")
     p.add_argument("--seeds", type=int, nargs="+",
                    help="one plain and one distilled fine-tune per seed (default: the config's seed)")
     p.add_argument("--distill_loss", nargs="+", metavar="LOSS[:key=value,...]",
@@ -263,6 +266,24 @@ def measure(cfg, name, model, shape, args):
             "bytes": model_size(full), "dirs": (net, full)}
 
 
+def post_quantize(cfg, rows):
+    """A row for the best fine-tuned model (by mAP) after PTQ (``cfg['PTQ']``) of both its exports,
+    calibrated on TrainDataset; None when no row was fine-tuned."""
+    from ...core.registry import create
+    from ..quant import calibration_batches, evaluate_inference_model, model_size
+
+    tuned = [r for r in rows if r[0] not in ("teacher", "baseline", "pruned (no tune)")]
+    if not tuned:
+        return None
+    name, metrics, m = max(tuned, key=lambda r: r[1].get("AP", float("-inf")))
+    ptq = create("PTQ", cfg.get("PTQ") or {}, where=f"{cfg['filename']}: PTQ")
+    print(f"== post-training quantization of the best fine-tune ({name}, mAP {metrics['AP']:.3f})")
+    batches = calibration_batches(cfg, ptq.quant_batch_num, "TrainDataset")
+    net, full = (ptq.quantize(d, d + "_ptq", batches) for d in m["dirs"])
+    return (f"PTQ int8 of {name}", evaluate_inference_model(full, cfg),
+            dict(m, bytes=model_size(full), dirs=(net, full)))
+
+
 def time_models(rows, sample, args) -> None:
     """Fill ``net_ms`` / ``e2e_ms`` of every row, all models timed in turns."""
     from ..quant import inference_latency
@@ -291,7 +312,9 @@ def print_table(rows, shape, args) -> None:
           f"{'on' if args.enable_mkldnn else 'off'}, median of 100 runs after 20 warm-up, models timed "
           f"in turns; net(ms): "
           f"exported without decode and NMS (as the model zoo times FPS), +NMS(ms): the deployable "
-          f"model. Models in {args.output_dir}/")
+          f"model. PTQ int8 rows: the fake-quantized program (int8 weights, quantize/dequantize ops "
+          f"run in float; oneDNN's int8 kernels and Lite's .nb run it as int8). Models in "
+          f"{args.output_dir}/")
 
 
 def main(argv=None) -> None:
@@ -357,6 +380,9 @@ def main(argv=None) -> None:
                   f"{'task loss only' if run_teacher is None else 'task loss + distillation'})")
             model = finetune(cfg, run_name, state, args.epochs, seed, run_teacher, loss, info)
             rows.append((variant + tag, evaluate(model), measure(cfg, run_name, model, shape, args)))
+    quantized = None if args.no_ptq else post_quantize(cfg, rows)
+    if quantized:
+        rows.append(quantized)
     time_models(rows, sample, args)
     print_table(rows, shape, args)
     print_summary(rows, [variant for variant, _, _, _ in runs], seeds if args.seeds else [], mode != "Distill")
