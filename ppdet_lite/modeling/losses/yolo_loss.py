@@ -19,13 +19,21 @@ import paddle.nn.functional as F
 
 from ...core.registry import register
 
-__all__ = ["YOLOv3Loss", "decode_yolo_xyxy", "batch_iou_similarity"]
+__all__ = ["YOLOv3Loss", "decode_yolo_xyxy", "batch_iou_similarity", "MAX_LOG_SIZE"]
+
+# log-size logits are clipped here before exp: exp(10) times an anchor is a box thousands of images
+# wide (IoU 0 with anything), still finite in float32. Unclipped, one runaway logit (97 on the demo
+# once BatchNorm trained on running statistics) gives exp = inf and, through IoU's division, a NaN
+# gradient for the whole batch, although that cell's loss weight is 0.
+MAX_LOG_SIZE = 10.
 
 
 def decode_yolo_xyxy(box: List[paddle.Tensor], anchor: Sequence[Sequence[float]],
                      downsample: int) -> List[paddle.Tensor]:
-    """Cell offsets / log sizes [x, y, w, h] (each [N,na,H,W,1]) → normalized xyxy list."""
+    """Cell offsets / log sizes [x, y, w, h] (each [N,na,H,W,1]) → normalized xyxy list (log sizes
+    clipped at MAX_LOG_SIZE)."""
     x, y, w, h = box
+    w, h = w.clip(max=MAX_LOG_SIZE), h.clip(max=MAX_LOG_SIZE)
     na, gh, gw = x.shape[1:4]
     gy, gx = paddle.meshgrid(paddle.arange(gh), paddle.arange(gw))
     gx = gx.cast(x.dtype).reshape([1, 1, gh, gw, 1])

@@ -29,7 +29,7 @@ import paddle.nn.functional as F
 
 from ...core.registry import register
 from .iou_loss import bbox_iou
-from .yolo_loss import batch_iou_similarity
+from .yolo_loss import MAX_LOG_SIZE, batch_iou_similarity
 
 __all__ = ["YOLOv4Loss", "assign_targets"]
 
@@ -103,7 +103,8 @@ class YOLOv4Loss(nn.Layer):
         grid = paddle.stack([gx, gy], -1).reshape([1, 1, h, w, 2])
         cxy = (xy * s - 0.5 * (s - 1.) + grid) / paddle.to_tensor([w, h], "float32")
         twh = p[..., 2:4]
-        wh = (4. * twh * twh if probs else paddle.exp(twh)) * anchors.reshape([1, na, 1, 1, 2])
+        wh = (4. * twh * twh if probs else paddle.exp(twh.clip(max=MAX_LOG_SIZE))) \
+            * anchors.reshape([1, na, 1, 1, 2])  # see MAX_LOG_SIZE
         pbox = paddle.concat([cxy - wh * 0.5, cxy + wh * 0.5], -1)  # [N, na, H, W, 4] xyxy
 
         gbox = paddle.concat([gt_bbox[..., :2] - gt_bbox[..., 2:] * 0.5,
