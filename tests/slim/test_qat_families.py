@@ -41,7 +41,15 @@ def train_reader(name: str, size: int) -> list:
             "TrainReader.batch_size=4", "TrainReader.shuffle=false"]
 
 
-@pytest.fixture(scope="module", params=list(SHIFTS))
+# EfficientDet-D0's QAT run takes ~110 s (PaddleSlim's passes and the Lite conversion of ~10k
+# nodes), so CI runs it only with PPDET_LITE_QAT_D0=1; its shared-filter fix is tested on a small
+# model below either way (measured with it on: IoU min 0.558 mean 0.861, the same class 1.00).
+QAT_D0 = pytest.mark.skipif(os.environ.get("PPDET_LITE_QAT_D0") != "1",
+                            reason="EfficientDet-D0 QAT end to end (~110 s): PPDET_LITE_QAT_D0=1 runs it")
+
+
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=QAT_D0) if n.startswith("efficientdet")
+                                        else n for n in SHIFTS])
 def qat(request, work):  # noqa: F811
     name, size = request.param, MODELS[request.param]
     weights = str(work.dir / f"{name}_qat_start.pdparams")
@@ -79,3 +87,55 @@ def test_qat_writes_int8_model_and_x86_nb_matching_paddle_inference(qat, lite_py
            for k, i in enumerate(qat.inputs)]
     judge(qat.name, "QAT int8 .nb vs int8", *candidates(ref, out), min_iou=0.5, mean_iou=0.85,
           same_class=0.9)
+
+
+def test_qat_conv_shared_by_two_batch_norms_converts_and_runs_in_lite(tmp_path, lite_python):  # noqa: F811
+    """One conv layer applied twice, each output with its own BatchNorm (EfficientDet's head over
+    its levels), quantization-aware calibrated and exported: PaddleSlim writes one dequantize of the
+    filter for both convs. ``opt`` segfaults on that unless each conv gets its own
+    (``lite_x86_int8.unshare_dequantized_filters``); with it, the x86 .nb gives Paddle Inference's
+    int8 outputs."""
+    import numpy as np
+    import paddle
+    from paddle import nn
+
+    from ppdet_lite.export import lite
+    from ppdet_lite.export.program_edit import SavedProgram
+    from ppdet_lite.slim import QAT
+
+    class Shared(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2D(8, 16, 3, padding=1)
+            self.conv = nn.Conv2D(16, 16, 3, padding=1)
+            self.bns = nn.LayerList([nn.BatchNorm2D(16) for _ in range(2)])
+
+        def forward(self, x):
+            y = self.stem(x)
+            return paddle.concat([bn(self.conv(y)) for bn in self.bns], 1)
+
+    paddle.seed(0)
+    layer = Shared()
+    qat = QAT({"weight_quantize_type": "channel_wise_abs_max",
+               "activation_quantize_type": "moving_average_abs_max", "moving_rate": 0.9})
+    qat(layer)
+    rng = np.random.RandomState(0)
+    batches = [rng.uniform(-1, 1, [2, 8, 32, 32]).astype("float32") for _ in range(4)]
+    layer.train()
+    for x in batches:  # activation scales
+        layer(paddle.to_tensor(x))
+    for k, bn in enumerate(layer.bns):  # far apart, so that a fold into the wrong conv shows
+        bn._mean.set_value(np.full([16], 0.5 * k, "float32"))
+        bn._variance.set_value(np.full([16], 4.0 ** k, "float32"))
+    qat.save_quantized_model(layer, str(tmp_path / "int8" / "model"),
+                             input_spec=[paddle.static.InputSpec([1, 8, 32, 32], "float32", "x")])
+    (tmp_path / "int8" / "infer_cfg.yml").write_text("arch: YOLO\n")
+    with SavedProgram(str(tmp_path / "int8")) as prog:
+        dq = [op for op in prog.block.ops if op.type == "dequantize_linear" and prog.is_param(op.input("X")[0])]
+        assert max(len(prog.consumers(op.output("Y")[0])) for op in dq) == 2  # the shared filter
+    nb_dir = lite.convert(str(tmp_path / "int8"), "x86", str(tmp_path / "nb"))
+    inputs = {"x": batches[0][:1]}
+    ref = run_inference(inference_predictor(str(tmp_path / "int8")), inputs)[0]
+    out = lite_run(lite_python, nb_dir, inputs, tmp_path / "shared")[0]
+    for c in (0, 16):  # each BatchNorm's half: int8 rounding only (measured 0.03-0.04 of the max)
+        assert np.abs(out[:, c:c + 16] - ref[:, c:c + 16]).max() < 0.08 * np.abs(ref[:, c:c + 16]).max()
