@@ -35,7 +35,7 @@ from typing import Dict
 
 import numpy as np
 
-from .program_edit import DEBUG_ATTRS
+from .program_edit import DEBUG_ATTRS, copy_param
 
 __all__ = ["is_quantized", "apply_x86_int8_workarounds", "unshare_dequantized_filters"]
 
@@ -198,7 +198,7 @@ def unshare_dequantized_filters(prog) -> int:
         out = dq.output("Y")[0]
         for conv in [u for u in prog.consumers(out) if u.type in CONVS][1:]:
             count += 1
-            ins = {slot: [_param_copy(prog, name, count) for name in dq.input(slot)]
+            ins = {slot: [copy_param(prog, name) for name in dq.input(slot)]
                    for slot in dq.input_names}
             var = prog.block.var(out)
             own = prog.block.create_var(name=f"{out}.copy{count}", dtype=var.dtype, shape=var.shape)
@@ -209,13 +209,8 @@ def unshare_dequantized_filters(prog) -> int:
             users = _through_observers(prog, conv.output("Output")[0])
             if len(users) == 1 and users[0].type == "elementwise_add" and prog.is_param(users[0].input("Y")[0]):
                 bias = users[0].input("Y")[0]
-                users[0]._rename_input(bias, _param_copy(prog, bias, count))
+                users[0]._rename_input(bias, copy_param(prog, bias))
     return count
-
-
-def _param_copy(prog, name: str, k: int) -> str:
-    prog.add_param(f"{name}.copy{k}", prog.array(name))
-    return f"{name}.copy{k}"
 
 
 def apply_x86_int8_workarounds(prog) -> Dict[str, int]:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 __all__ = ["SavedProgram", "DEBUG_ATTRS", "fold_bias_reshapes", "unshare_conv_filters",
-           "split_swish", "compact_names", "read_program_desc",
+           "split_swish", "copy_param", "compact_names", "read_program_desc",
            "write_program_desc", "program_op_descs", "program_ops"]
 
 # attributes only Paddle's debugging and training passes read
@@ -214,42 +214,37 @@ def unshare_conv_filters(prog: SavedProgram) -> int:
     ``conv_bn_fuse_pass``, oneDNN's conv + bias + BN fuses, Lite's ``opt``) scales the filter and
     shifts the bias in place, once per conv: shared by several convs, each with its own BatchNorm
     (EfficientDet's head: one conv for all five levels, a BatchNorm per level), they would carry
-    all of the folds. A filter read through its own ``dequantize_linear`` (a QAT program) is
-    copied there, with its scale (Lite's ``opt`` crashed on the shared ones). Returns the number
-    of convs given copies."""
+    all of the folds. (Int8 filters read through one ``dequantize_linear``: see
+    ``lite_x86_int8.unshare_dequantized_filters``.) Returns the number of convs given copies."""
     seen, copies = set(), 0
-    producers = prog.producers()
     for op in prog.block.ops:
-        if op.type not in ("conv2d", "depthwise_conv2d"):
+        if op.type not in ("conv2d", "depthwise_conv2d") or not prog.is_param(op.input("Filter")[0]):
             continue
-        reader, name = op, op.input("Filter")[0]
-        dequant = producers.get(name)
-        if not prog.is_param(name) and dequant is not None and dequant.type == "dequantize_linear" \
-                and len(prog.consumers(name)) == 1:
-            reader, name = dequant, dequant.input("X")[0]
-        if not prog.is_param(name):
-            continue
+        name = op.input("Filter")[0]
         if name not in seen:
             seen.add(name)
             continue
         bias_add = _bias_add_before_batch_norm(prog, op.output("Output")[0])
         if bias_add is False:
             continue
-        _give_copy(prog, reader, name)
-        if reader is not op and prog.is_param(reader.input("Scale")[0]):
-            _give_copy(prog, reader, reader.input("Scale")[0])
+        _give_copy(prog, op, name)
         if bias_add is not None:
             _give_copy(prog, bias_add, bias_add.input("Y")[0])
         copies += 1
     return copies
 
 
-def _give_copy(prog: SavedProgram, op, name: str) -> None:
+def copy_param(prog: SavedProgram, name: str) -> str:
+    """A new parameter ``<name>.copy<k>`` (the first free k) holding ``name``'s value; its name."""
     k = 1
     while prog.block.has_var(f"{name}.copy{k}"):
         k += 1
     prog.add_param(f"{name}.copy{k}", prog.array(name))
-    op._rename_input(name, f"{name}.copy{k}")
+    return f"{name}.copy{k}"
+
+
+def _give_copy(prog: SavedProgram, op, name: str) -> None:
+    op._rename_input(name, copy_param(prog, name))
 
 
 def _bias_add_before_batch_norm(prog: SavedProgram, name: str):

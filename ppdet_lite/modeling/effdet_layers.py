@@ -16,7 +16,7 @@ __all__ = ["swish", "Swish", "conv2d_same", "batch_norm_tf", "SeparableConv2D", 
 
 def swish(x: paddle.Tensor) -> paddle.Tensor:
     """x * sigmoid(x) as Paddle's one ``swish`` op: oneDNN fuses it into the conv before it
-    (EfficientDet-D0 512 in Paddle Inference: 134 -> 110 ms with the export's bias folds).
+    (EfficientDet-D0 512 in Paddle Inference: 126 -> 84 ms with the export's bias folds).
     Paddle Lite x86 has no swish kernel; its conversion writes the op out as sigmoid + mul
     (``export.program_edit.split_swish``)."""
     return F.swish(x)

@@ -19,10 +19,10 @@ layers proposes ratios reaching that FLOPs cut, with --target 0 the config's pru
 used; (3) for each of --seeds, fine-tune the pruned model from the same start on its task loss
 ("pruned+tuned") and, for each --distill_loss, on task loss + distillation from the frozen teacher
 ("pruned+distilled"); (4) evaluate, export to Paddle Inference, post-training quantize the best
-fine-tune (the config's ``PTQ`` section, else ``PTQ``'s defaults; ``--no_ptq`` skips it)
-and print one table: mAP, FLOPs, parameters, file size and CPU latency of every model, then per
-variant the mean over seeds and how much of the mAP pruning cost it won back. A ``slim: Pruner`` config skips the distilled runs;
-``slim: Distill`` skips pruning.
+fine-tune (the config's ``PTQ`` section, else ``PTQ``'s defaults; ``--no_ptq`` skips it) and print
+one table: mAP, FLOPs, parameters, file size and CPU latency of every model, then per variant the
+mean over seeds and how much of the mAP pruning cost it won back. A ``slim: Pruner`` config skips
+the distilled runs; ``slim: Distill`` skips pruning.
 """
 import argparse
 import copy
