@@ -11,7 +11,6 @@ earlier ones (every box keeps at least half of itself visible). Image ``i`` of a
 only on (seed, split name, i), so a larger set extends a smaller one. ``ShapesDataSet`` is a
 ``COCODataSet`` that writes its split on first use, atomically and safely under concurrent starts.
 """
-import fcntl
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..core.errors import DatasetError
 from ..core.registry import register
+from ..utils.filelock import file_lock
 from ..utils.logger import get_logger
 from .coco import COCODataSet
 
@@ -178,30 +178,26 @@ def ensure_split(out_dir: str, image_dir: str, anno_path: str, num_images: int,
         _check_params(final_json, num_images, image_size, seed, render_kw)
         return final_json
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, ".shapes.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(os.path.join(out_dir, ".shapes.lock")):
+        if os.path.isfile(final_json):
+            return final_json
+        final_img = os.path.join(out_dir, image_dir)
+        if os.path.exists(final_img):
+            if not os.path.exists(os.path.join(final_img, _MARKER)):
+                raise DatasetError(f"{final_img} exists but {final_json} does not: remove the "
+                                   "folder or point anno_path at its annotations")
+            shutil.rmtree(final_img)  # left by an interrupted run
+        logger.info(f"generating {num_images} shapes images into {final_img}")
+        tmp = tempfile.mkdtemp(prefix=".tmp_shapes_", dir=out_dir)
         try:
-            if os.path.isfile(final_json):
-                return final_json
-            final_img = os.path.join(out_dir, image_dir)
-            if os.path.exists(final_img):
-                if not os.path.exists(os.path.join(final_img, _MARKER)):
-                    raise DatasetError(f"{final_img} exists but {final_json} does not: remove the "
-                                       "folder or point anno_path at its annotations")
-                shutil.rmtree(final_img)  # left by an interrupted run
-            logger.info(f"generating {num_images} shapes images into {final_img}")
-            tmp = tempfile.mkdtemp(prefix=".tmp_shapes_", dir=out_dir)
-            try:
-                write_split(tmp, "images", "anno.json", num_images, image_size, seed,
-                            split=os.path.basename(os.path.normpath(image_dir)), **render_kw)
-                os.makedirs(os.path.dirname(final_img) or ".", exist_ok=True)
-                os.rename(os.path.join(tmp, "images"), final_img)
-                os.makedirs(os.path.dirname(final_json) or ".", exist_ok=True)
-                os.replace(os.path.join(tmp, "anno.json"), final_json)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            write_split(tmp, "images", "anno.json", num_images, image_size, seed,
+                        split=os.path.basename(os.path.normpath(image_dir)), **render_kw)
+            os.makedirs(os.path.dirname(final_img) or ".", exist_ok=True)
+            os.rename(os.path.join(tmp, "images"), final_img)
+            os.makedirs(os.path.dirname(final_json) or ".", exist_ok=True)
+            os.replace(os.path.join(tmp, "anno.json"), final_json)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            shutil.rmtree(tmp, ignore_errors=True)
     return final_json
 
 

@@ -11,6 +11,8 @@ import shutil
 import subprocess
 from typing import List, Optional
 
+from ..utils.filelock import file_lock
+
 __all__ = ["LITE_VENV", "LITE_PACKAGES", "LiteUnavailable", "find_python310", "lite_venv",
            "find_opt"]
 
@@ -61,9 +63,20 @@ def lite_venv(venv: str = LITE_VENV) -> str:
     (or completed) once, then reused."""
     python = os.path.join(venv, "bin", "python")
     probe = "import paddlelite.lite, numpy, cv2, yaml, ppdet_lite.runtime"
-    if os.path.isfile(python) and subprocess.run([python, "-c", probe], capture_output=True,
-                                                 cwd=os.path.expanduser("~")).returncode == 0:
+
+    def ready() -> bool:
+        return os.path.isfile(python) and subprocess.run(
+            [python, "-c", probe], capture_output=True, cwd=os.path.expanduser("~")).returncode == 0
+
+    if ready():
         return venv
+    with file_lock(venv.rstrip(os.sep) + ".lock"):  # one process builds it, the others wait
+        if not ready():
+            _build_lite_venv(venv, python)
+    return venv
+
+
+def _build_lite_venv(venv: str, python: str) -> None:
     if not os.path.isfile(python):
         py310 = find_python310()
         if py310 is None:
@@ -80,7 +93,6 @@ def lite_venv(venv: str = LITE_VENV) -> str:
                               f"source tree at {SOURCE_TREE} to install: run `pip install "
                               f"--no-deps <ppdet_lite checkout>` with {python}")
     _pip(python, ["--no-deps", "-e", SOURCE_TREE], venv)
-    return venv
 
 
 def find_opt(venv: str = LITE_VENV) -> List[str]:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from typing import Optional, Tuple
 
+from ppdet_lite.utils.filelock import file_lock
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS = os.path.join(HERE, "requirements-effdet.txt")
 ORACLE = os.path.join(HERE, "effdet_oracle.py")
@@ -73,7 +75,8 @@ def oracle_python() -> Tuple[Optional[str], str]:
         return _python(VENV), ""
     if os.environ.get("PPDET_EFFDET_BUILD", "1") == "0":
         return None, f"effdet side venv {VENV} not built (PPDET_EFFDET_BUILD=0)"
-    ok, log = build(VENV)
+    with file_lock(VENV.rstrip(os.sep) + ".lock"):  # one pytest worker builds it, others wait
+        ok, log = (True, "") if _ready(VENV) else build(VENV)
     if not ok:
         return None, f"cannot build the effdet side venv {VENV}: {log.strip().splitlines()[-1:]}"
     return _python(VENV), ""
